@@ -1,0 +1,251 @@
+package georoute
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/miekg/dns"
+)
+
+// clientSubnet is the EDNS Client Subnet option of a query (RFC 7871 §6).
+type clientSubnet struct {
+	present bool
+	family  uint16
+	source  uint8
+	// address is the option's ADDRESS in its own family: IPv4 for FAMILY 1,
+	// IPv6 for FAMILY 2 (an IPv4-mapped one stays mapped, see mapped).
+	address netip.Addr
+	// mapped is set for a FAMILY 2 option that carries an IPv4-mapped
+	// address: it is looked up as IPv4 and its SCOPE is the IPv4 prefix + 96.
+	mapped bool
+}
+
+var errMalformedECS = errors.New("malformed EDNS Client Subnet option")
+
+// parseClientSubnet finds and validates the ECS option of r. It returns
+// errMalformedECS for everything RFC 7871 §7.1 and RFC 6891 §6.1.1 answer
+// with FORMERR and that miekg/dns lets through while unpacking: more than
+// one OPT RR, more than one ECS option, a FAMILY other than 1 or 2, SCOPE
+// not 0, address bits set beyond SOURCE, and an ADDRESS that is not exactly
+// SOURCE bits rounded up to whole octets (§6: "MUST NOT contain" more, and
+// truncation is exactly to that length).
+func parseClientSubnet(r *dns.Msg) (clientSubnet, error) {
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				return clientSubnet{}, errMalformedECS
+			}
+			opt = o
+		}
+	}
+	if opt == nil {
+		return clientSubnet{}, nil
+	}
+	var ecs *dns.EDNS0_SUBNET
+	for _, o := range opt.Option {
+		if e, ok := o.(*dns.EDNS0_SUBNET); ok {
+			if ecs != nil {
+				return clientSubnet{}, errMalformedECS
+			}
+			ecs = e
+		}
+	}
+	if ecs == nil {
+		return clientSubnet{}, nil
+	}
+	if ecs.SourceScope != 0 || !wireLengthCanonical(opt, ecs) {
+		return clientSubnet{}, errMalformedECS
+	}
+
+	cs := clientSubnet{present: true, family: ecs.Family, source: ecs.SourceNetmask}
+	addr, ok := netip.AddrFromSlice(ecs.Address)
+	if !ok {
+		return clientSubnet{}, errMalformedECS
+	}
+	switch ecs.Family {
+	case 1:
+		// miekg/dns stores IPv4 as 16 bytes; the option itself is IPv4.
+		addr = addr.Unmap()
+		if !addr.Is4() || cs.source > 32 {
+			return clientSubnet{}, errMalformedECS
+		}
+	case 2:
+		if !addr.Is6() || cs.source > 128 {
+			return clientSubnet{}, errMalformedECS
+		}
+		cs.mapped = addr.Is4In6()
+	default:
+		return clientSubnet{}, errMalformedECS
+	}
+	masked, err := addr.Prefix(int(cs.source))
+	if err != nil || masked.Addr() != addr {
+		return clientSubnet{}, errMalformedECS
+	}
+	cs.address = addr
+	return cs, nil
+}
+
+// wireLengthCanonical reports whether the OPT RR's RDLENGTH as received
+// equals what its options take when packed correctly. miekg/dns zero-fills a
+// short ECS ADDRESS and drops the excess of a long one, so the received
+// length is the only trace of either. A message built in memory (never
+// unpacked) has RDLENGTH 0 and nothing to compare.
+func wireLengthCanonical(opt *dns.OPT, ecs *dns.EDNS0_SUBNET) bool {
+	if opt.Hdr.Rdlength == 0 {
+		return true
+	}
+	want := 4 + (int(ecs.SourceNetmask)+7)/8
+	if len(opt.Option) == 1 {
+		return int(opt.Hdr.Rdlength) == 4+want
+	}
+	// dns.Len packs every option; the root owner and fixed header take 11.
+	return int(opt.Hdr.Rdlength) == dns.Len(opt)-11
+}
+
+// usable reports whether the ECS address itself locates the client. When it
+// does not (RFC 7871 §7.1.2, design §5), georoute locates by the source
+// address and scope is the SCOPE that tailored answers carry: 0 for SOURCE 0,
+// the prefix of the special-purpose block for a private or unroutable
+// ADDRESS, since every client in that block is answered alike.
+func (cs clientSubnet) usable() (usable bool, scope int) {
+	if cs.source == 0 {
+		return false, 0
+	}
+	lookup := cs.address.Unmap()
+	if p, special := specialPurpose(lookup); special {
+		return false, cs.scopeFor(p)
+	}
+	return true, 0
+}
+
+// scopeFor turns a prefix length in the looked-up address's family into the
+// option's own family: +96 for an IPv4-mapped FAMILY 2 address, clamped to
+// the family's width.
+func (cs clientSubnet) scopeFor(bits int) int {
+	if cs.mapped && bits > 0 {
+		bits += 96
+	}
+	if max := cs.maxBits(); bits > max {
+		bits = max
+	}
+	return bits
+}
+
+func (cs clientSubnet) maxBits() int {
+	if cs.family == 1 {
+		return 32
+	}
+	return 128
+}
+
+// echo returns the ECS option for the reply: FAMILY, SOURCE and ADDRESS as
+// received, and SCOPE (RFC 7871 §7.2.1).
+func (cs clientSubnet) echo(scope int) *dns.EDNS0_SUBNET {
+	addr := cs.address.AsSlice()
+	return &dns.EDNS0_SUBNET{
+		Code:          dns.EDNS0SUBNET,
+		Family:        cs.family,
+		SourceNetmask: cs.source,
+		SourceScope:   uint8(scope),
+		Address:       addr,
+	}
+}
+
+// specialPurposeBlocks are the private and unroutable networks whose ECS
+// addresses say nothing about where a client is (design §5). Documentation
+// ranges are deliberately absent.
+var specialPurposeBlocks = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+}
+
+// specialPurpose returns the prefix length of the special-purpose block that
+// holds addr, if any.
+func specialPurpose(addr netip.Addr) (int, bool) {
+	for _, p := range specialPurposeBlocks {
+		if p.Contains(addr) {
+			return p.Bits(), true
+		}
+	}
+	return 0, false
+}
+
+// withECS returns m's Extra section with OPT carrying exactly one ECS option,
+// ecs. m is not modified: an OPT the next plugin put there is copied, one
+// without it is added (the server's scrub writer then fills in the client's
+// buffer size and DO bit).
+func withECS(extra []dns.RR, ecs *dns.EDNS0_SUBNET) []dns.RR {
+	out := make([]dns.RR, 0, len(extra)+1)
+	var opt *dns.OPT
+	for _, rr := range extra {
+		if o, ok := rr.(*dns.OPT); ok && opt == nil {
+			c := *o
+			c.Option = make([]dns.EDNS0, 0, len(o.Option)+1)
+			for _, e := range o.Option {
+				if e.Option() != dns.EDNS0SUBNET {
+					c.Option = append(c.Option, e)
+				}
+			}
+			c.Option = append(c.Option, ecs)
+			opt = &c
+			out = append(out, opt)
+			continue
+		}
+		out = append(out, rr)
+	}
+	if opt == nil {
+		opt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: dns.DefaultMsgSize}}
+		opt.Option = []dns.EDNS0{ecs}
+		out = append(out, opt)
+	}
+	return out
+}
+
+// formErr is the reply to a query with a malformed ECS option: FORMERR with
+// an OPT RR, so that the resolver can tell the server speaks EDNS (RFC 7871
+// §7.1.1).
+func formErr(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeFormatError)
+	size := uint16(dns.DefaultMsgSize)
+	if o := r.IsEdns0(); o != nil && o.UDPSize() >= dns.MinMsgSize {
+		size = o.UDPSize()
+	}
+	m.SetEdns0(size, false)
+	return m
+}
+
+// ecsPolicy is the `ecs` property: whose ECS options georoute honours.
+type ecsPolicy struct {
+	off bool
+	// trusted, when not empty, limits ECS to resolvers inside these networks.
+	trusted []netip.Prefix
+}
+
+// honours reports whether the ECS option of a query from remote is used,
+// validated and echoed. Everybody else is answered as by a server without
+// ECS support.
+func (p ecsPolicy) honours(remote netip.Addr) bool {
+	if p.off {
+		return false
+	}
+	if len(p.trusted) == 0 {
+		return true
+	}
+	for _, n := range p.trusted {
+		if n.Contains(remote) {
+			return true
+		}
+	}
+	return false
+}

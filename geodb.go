@@ -1,0 +1,267 @@
+package georoute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2/mmdbdata"
+)
+
+// geoFile is one MMDB file as loaded into memory. The whole file is read
+// rather than mmapped: an operator who rewrites the file in place (truncate,
+// then write) would otherwise pull pages out from under a running lookup, and
+// a swapped-out reader can simply be left to the garbage collector instead of
+// being unmapped while a query may still hold it.
+type geoFile struct {
+	reader    *maxminddb.Reader
+	ipVersion uint
+	buildTime time.Time
+	modTime   time.Time
+	size      int64
+}
+
+// geoSource is one `db` path and the copy of it that is in service.
+type geoSource struct {
+	path    string
+	current atomic.Pointer[geoFile]
+	// failed remembers the change (mtime/size) that last failed to load, so
+	// that a bad file is reported once rather than at every poll. Only the
+	// watcher goroutine touches it.
+	failed string
+}
+
+// geoDB is every `db` file of a georoute block, in declaration order.
+type geoDB struct {
+	sources []*geoSource
+}
+
+// clientLocation is where the database puts an address.
+type clientLocation struct {
+	at       point
+	lat, lon float64
+	// located is false when no file holds coordinates for the address; a record
+	// without coordinates is not at 0,0.
+	located bool
+	// prefix is the length of the database network that decided the lookup
+	// (the matching network, or the no-match block), in the address's own
+	// family: 0..32 for IPv4, 0..128 for IPv6. It becomes the ECS SCOPE.
+	prefix int
+}
+
+// openGeoFile reads path and checks that it is a City-style database with
+// coordinates: it opens, its search tree verifies, and at least one network
+// carries a location.
+func openGeoFile(path string) (*geoFile, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := maxminddb.OpenBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	if err := r.Verify(); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	if v := r.Metadata.IPVersion; v != 4 && v != 6 {
+		return nil, fmt.Errorf("%s: ip_version %d, expected 4 or 6", filepath.Base(path), v)
+	}
+	if !hasAnyLocation(r) {
+		return nil, fmt.Errorf("%s: no network carries latitude/longitude; expected a City database", filepath.Base(path))
+	}
+	return &geoFile{
+		reader:    r,
+		ipVersion: r.Metadata.IPVersion,
+		buildTime: time.Unix(int64(r.Metadata.BuildEpoch), 0),
+		modTime:   st.ModTime(),
+		size:      st.Size(),
+	}, nil
+}
+
+// hasAnyLocation reports whether some network of r decodes to coordinates.
+func hasAnyLocation(r *maxminddb.Reader) bool {
+	for res := range r.Networks() {
+		var c coordinates
+		if res.Err() != nil {
+			return false
+		}
+		if res.Decode(&c) == nil && c.complete() {
+			return true
+		}
+	}
+	return false
+}
+
+// newGeoDB loads every path; any failure is a start-up error.
+func newGeoDB(paths []string) (*geoDB, error) {
+	db := &geoDB{}
+	for _, p := range paths {
+		f, err := openGeoFile(p)
+		if err != nil {
+			return nil, err
+		}
+		src := &geoSource{path: p}
+		src.current.Store(f)
+		db.sources = append(db.sources, src)
+	}
+	return db, nil
+}
+
+// locate finds addr's coordinates. An IPv4 address (IPv4-mapped IPv6
+// included) is looked up in the files that hold IPv4 networks, an IPv6 one in
+// IPv6 files, in declaration order; the first file with coordinates wins.
+func (db *geoDB) locate(addr netip.Addr) clientLocation {
+	addr = addr.Unmap()
+	var loc clientLocation
+	for _, src := range db.sources {
+		f := src.current.Load()
+		if addr.Is6() && f.ipVersion == 4 {
+			continue
+		}
+		res := f.reader.Lookup(addr)
+		if res.Err() != nil {
+			continue
+		}
+		// Every address inside the intersection of the networks consulted
+		// gets this same result, so the SCOPE is the longest of them.
+		if p := res.Prefix().Bits(); p > loc.prefix {
+			loc.prefix = p
+		}
+		if !res.Found() {
+			continue
+		}
+		var c coordinates
+		if res.Decode(&c) != nil || !c.complete() {
+			continue
+		}
+		loc.lat, loc.lon, loc.located = c.lat, c.lon, true
+		loc.at = pointAt(c.lat, c.lon)
+		return loc
+	}
+	return loc
+}
+
+// coordinates decodes only latitude and longitude of a record, from either
+// layout: MaxMind City (location.latitude) or the flat one of DB-IP City Lite
+// (latitude at the top). Decoding nothing else keeps a lookup allocation-free.
+type coordinates struct {
+	lat, lon       float64
+	hasLat, hasLon bool
+}
+
+func (c *coordinates) complete() bool {
+	return c.hasLat && c.hasLon && c.lat >= -90 && c.lat <= 90 && c.lon >= -180 && c.lon <= 180
+}
+
+// UnmarshalMaxMindDBCursor implements mmdbdata.CursorUnmarshaler.
+func (c *coordinates) UnmarshalMaxMindDBCursor(cur mmdbdata.Cursor) (mmdbdata.Cursor, error) {
+	return c.readMap(cur, true)
+}
+
+func (c *coordinates) readMap(cur mmdbdata.Cursor, top bool) (mmdbdata.Cursor, error) {
+	entries, err := cur.Map()
+	if err != nil {
+		return mmdbdata.Cursor{}, err
+	}
+	var next mmdbdata.Cursor
+	for {
+		key, value, ok := entries.Next(next)
+		if !ok {
+			break
+		}
+		switch {
+		case string(key) == "latitude":
+			c.lat, next, err = readNumber(value)
+			c.hasLat = err == nil
+		case string(key) == "longitude":
+			c.lon, next, err = readNumber(value)
+			c.hasLon = err == nil
+		case top && string(key) == "location":
+			next, err = c.readMap(value, false)
+		default:
+			next, err = value.Skip()
+		}
+		if err != nil {
+			return mmdbdata.Cursor{}, err
+		}
+	}
+	return entries.End()
+}
+
+// readNumber accepts the float kinds both layouts use.
+func readNumber(cur mmdbdata.Cursor) (float64, mmdbdata.Cursor, error) {
+	v, next, err := cur.ReadFloat()
+	if err != nil {
+		return 0, mmdbdata.Cursor{}, errors.Join(errors.New("coordinate is not a number"), err)
+	}
+	return v, next, nil
+}
+
+// watch re-reads every file that changed on disk, once per interval, until
+// ctx ends.
+func (db *geoDB) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, src := range db.sources {
+			src.reloadIfChanged()
+		}
+	}
+}
+
+// reloadIfChanged swaps in the file at src.path when it differs from the
+// copy in service. A file that does not open or validate keeps the old copy
+// in service; it is reported once, not at every poll.
+func (src *geoSource) reloadIfChanged() {
+	st, err := os.Stat(src.path)
+	cur := src.current.Load()
+	if err == nil && st.ModTime().Equal(cur.modTime) && st.Size() == cur.size {
+		return
+	}
+	stamp := "missing"
+	if err == nil {
+		stamp = st.ModTime().String() + "/" + strconv.FormatInt(st.Size(), 10)
+	}
+	if stamp == src.failed {
+		return
+	}
+	f, err := openGeoFile(src.path)
+	if err == nil && f.ipVersion != cur.ipVersion {
+		err = fmt.Errorf("ip_version %d, expected %d like the file in service", f.ipVersion, cur.ipVersion)
+	}
+	if err != nil {
+		src.failed = stamp
+		dbReloadCount.WithLabelValues("error").Inc()
+		log.Errorf("db %s not reloaded, keeping the copy built %s: %v", src.path, cur.buildTime.UTC().Format(time.RFC3339), err)
+		return
+	}
+	src.failed = ""
+	src.current.Store(f)
+	dbReloadCount.WithLabelValues("ok").Inc()
+	dbBuildTime.WithLabelValues(filepath.Base(src.path)).Set(float64(f.buildTime.Unix()))
+	log.Infof("db %s reloaded, built %s", src.path, f.buildTime.UTC().Format(time.RFC3339))
+}
+
+// publishBuildTimes sets the build-time gauge of every file in service.
+func (db *geoDB) publishBuildTimes() {
+	for _, src := range db.sources {
+		dbBuildTime.WithLabelValues(filepath.Base(src.path)).Set(float64(src.current.Load().buildTime.Unix()))
+	}
+}

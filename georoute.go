@@ -1,0 +1,309 @@
+// Package georoute is a CoreDNS plugin that answers each client with the
+// addresses of the nearest healthy point of presence (PoP).
+package georoute
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/miekg/dns"
+)
+
+const pluginName = "georoute"
+
+// GeoRoute rewrites the A/AAAA answers of its names to the nearest healthy
+// pops. It never invents an address: it only drops and reorders the records
+// that the next plugin put in the answer.
+type GeoRoute struct {
+	Next plugin.Handler
+
+	zones    plugin.Zones
+	db       *geoDB
+	pops     []*pop
+	byAddr   map[netip.Addr]*popAddress
+	answers  int
+	ttl      uint32
+	ecs      ecsPolicy
+	fallback fallbackPolicy
+	health   *healthChecker
+
+	// blockFile and blockLine locate the georoute block for errors about
+	// the block as a whole.
+	blockFile string
+	blockLine int
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+
+	// ready turns true once the database is loaded and the first round of
+	// probes is done.
+	ready atomic.Bool
+}
+
+// fallbackPolicy is what clients that cannot be located get.
+type fallbackPolicy struct {
+	// all keeps every healthy address; otherwise the client is taken to stand
+	// at lat, lon.
+	all      bool
+	lat, lon float64
+	at       point
+}
+
+// Name implements plugin.Handler.
+func (g *GeoRoute) Name() string { return pluginName }
+
+// Ready implements ready.Readiness.
+func (g *GeoRoute) Ready() bool { return g.ready.Load() }
+
+// ServeDNS implements plugin.Handler.
+func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if len(r.Question) == 0 {
+		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
+	}
+	remote := remoteAddr(w)
+
+	var subnet clientSubnet
+	if g.ecs.honours(remote) {
+		var err error
+		// ECS is read before the next plugin runs: the server's scrub writer
+		// edits the request's OPT when the reply is written.
+		if subnet, err = parseClientSubnet(r); err != nil {
+			ecsCount.WithLabelValues("formerr").Inc()
+			w.WriteMsg(formErr(r))
+			return dns.RcodeSuccess, nil
+		}
+	} else if hasClientSubnet(r) {
+		ecsCount.WithLabelValues("ignored").Inc()
+	}
+
+	q := r.Question[0]
+	routable := (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && q.Qclass == dns.ClassINET
+	if !routable && !subnet.present {
+		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
+	}
+
+	rw := &routingWriter{ResponseWriter: w, g: g, ctx: ctx, subnet: subnet, remote: remote, qname: q.Name, qtype: q.Qtype, routable: routable}
+	rw.locateBy, rw.fallbackScope, rw.byECS = remote, 0, false
+	if subnet.present {
+		if usable, scope := subnet.usable(); usable {
+			rw.locateBy, rw.byECS = subnet.address.Unmap(), true
+			ecsCount.WithLabelValues("used").Inc()
+		} else {
+			rw.fallbackScope = scope
+			ecsCount.WithLabelValues("ignored").Inc()
+		}
+	}
+	return plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
+}
+
+// routingWriter rewrites the reply of one query on its way up the chain.
+type routingWriter struct {
+	dns.ResponseWriter
+	g        *GeoRoute
+	ctx      context.Context
+	subnet   clientSubnet
+	remote   netip.Addr
+	qname    string
+	qtype    uint16
+	routable bool
+
+	// locateBy is the address the client is located by: the ECS address when
+	// byECS, else the source address.
+	locateBy netip.Addr
+	byECS    bool
+	// fallbackScope is the SCOPE of a tailored answer when ECS was present but
+	// not usable for locating.
+	fallbackScope int
+}
+
+// WriteMsg implements dns.ResponseWriter.
+func (w *routingWriter) WriteMsg(res *dns.Msg) error {
+	if res == nil {
+		return w.ResponseWriter.WriteMsg(res)
+	}
+	out, scope := w.route(res)
+	if w.subnet.present {
+		if out == res {
+			c := *res
+			out = &c
+		}
+		out.Extra = withECS(out.Extra, w.subnet.echo(scope))
+	}
+	return w.ResponseWriter.WriteMsg(out)
+}
+
+// route returns the reply to send and its ECS SCOPE. The reply is res itself
+// when nothing is to be tailored; otherwise a copy, since the next plugin may
+// have handed out records it still owns (file answers from its zone tree).
+func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
+	if !w.routable || res.Rcode != dns.RcodeSuccess || len(res.Question) == 0 {
+		return res, 0
+	}
+	owner := chainEnd(res.Answer, w.qname)
+	g := w.g
+	if g.zones.Matches(owner) == "" {
+		return res, 0
+	}
+	var targetBuf [16]dns.RR
+	targets := targetBuf[:0]
+	for _, rr := range res.Answer {
+		if isTarget(rr, w.qtype, owner) {
+			targets = append(targets, rr)
+		}
+	}
+	if len(targets) == 0 {
+		return res, 0
+	}
+	server := metrics.WithServer(w.ctx)
+	if signed(res.Answer, w.qtype, owner) {
+		requestCount.WithLabelValues(server, "", "signed").Inc()
+		return res, 0
+	}
+
+	var candBuf [16]candidate
+	cands, failOpen := g.candidates(targets, candBuf[:])
+	if failOpen {
+		failOpenCount.WithLabelValues(server).Inc()
+	}
+
+	loc := g.db.locate(w.locateBy)
+	source, scope := "remote", w.fallbackScope
+	if w.byECS {
+		source, scope = "ecs", w.subnet.scopeFor(loc.prefix)
+	}
+	var v verdict
+	var keptBuf [16]dns.RR
+	switch {
+	case loc.located:
+		choose(cands, loc.at, g.answers, keptBuf[:0], &v)
+	case g.fallback.all:
+		source = "fallback"
+		v.kept = keptBuf[:0]
+		for _, c := range cands {
+			v.kept = append(v.kept, c.rr)
+		}
+	default:
+		source = "fallback"
+		choose(cands, g.fallback.at, g.answers, keptBuf[:0], &v)
+	}
+	if oneSite(cands) {
+		// The answer would be the same for any client: tell resolvers they
+		// may cache it for everybody.
+		scope = 0
+	}
+
+	popID := ""
+	if v.nearest != nil {
+		popID = v.nearest.id
+	}
+	requestCount.WithLabelValues(server, popID, source).Inc()
+	if loc.located && v.chose {
+		distanceKmHist.WithLabelValues(server).Observe(distanceKm(loc.at, v.nearestAt))
+	}
+
+	out := *res
+	out.Answer = make([]dns.RR, 0, len(res.Answer)-len(targets)+len(v.kept))
+	inserted := false
+	for _, rr := range res.Answer {
+		if !isTarget(rr, w.qtype, owner) {
+			out.Answer = append(out.Answer, rr)
+			continue
+		}
+		if !inserted {
+			for _, k := range v.kept {
+				out.Answer = append(out.Answer, capTTL(k, g.ttl))
+			}
+			inserted = true
+		}
+	}
+	return &out, scope
+}
+
+// chainEnd follows the CNAME records of answer from qname and returns the
+// name at the end of the chain: the owner of the RRset that answers the query.
+func chainEnd(answer []dns.RR, qname string) string {
+	name := qname
+	for range answer {
+		next := ""
+		for _, rr := range answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	return name
+}
+
+func isTarget(rr dns.RR, qtype uint16, owner string) bool {
+	h := rr.Header()
+	return h.Rrtype == qtype && strings.EqualFold(h.Name, owner)
+}
+
+// signed reports whether an RRSIG in answer covers the RRset: cutting it
+// would break the signature.
+func signed(answer []dns.RR, qtype uint16, owner string) bool {
+	for _, rr := range answer {
+		if s, ok := rr.(*dns.RRSIG); ok && s.TypeCovered == qtype && strings.EqualFold(s.Hdr.Name, owner) {
+			return true
+		}
+	}
+	return false
+}
+
+// capTTL returns rr with its TTL at most ttl, copying it when the TTL has to
+// change: the record may belong to the next plugin's zone.
+func capTTL(rr dns.RR, ttl uint32) dns.RR {
+	if rr.Header().Ttl <= ttl {
+		return rr
+	}
+	switch r := rr.(type) {
+	case *dns.A:
+		c := *r
+		c.Hdr.Ttl = ttl
+		return &c
+	case *dns.AAAA:
+		c := *r
+		c.Hdr.Ttl = ttl
+		return &c
+	}
+	c := dns.Copy(rr)
+	c.Header().Ttl = ttl
+	return c
+}
+
+// remoteAddr is the query's source address, IPv4-mapped addresses unmapped.
+func remoteAddr(w dns.ResponseWriter) netip.Addr {
+	var ip net.IP
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return addr.Unmap()
+}
+
+// hasClientSubnet reports whether r carries an ECS option at all.
+func hasClientSubnet(r *dns.Msg) bool {
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			for _, e := range o.Option {
+				if e.Option() == dns.EDNS0SUBNET {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,33 @@
+package georoute
+
+import (
+	"net/netip"
+	"sync/atomic"
+)
+
+// pop is a point of presence: a site with coordinates and the addresses it
+// serves.
+type pop struct {
+	id       string
+	lat, lon float64
+	at       point
+	// rank is the declaration order; it breaks ties between equidistant pops.
+	rank  int
+	addrs []*popAddress
+	// check is the probe URL of a `check` inside the pop's block; empty when
+	// the pop's addresses use the top-level template, or nothing.
+	check string
+	line  int
+}
+
+// popAddress is one address a pop serves, with its health. Health is written
+// by the checker and read by every query without a lock.
+type popAddress struct {
+	pop  *pop
+	addr netip.Addr
+	// down is false until a probe says otherwise, so that a configuration
+	// without checks serves every address.
+	down atomic.Bool
+}
+
+func (a *popAddress) healthy() bool { return !a.down.Load() }
