@@ -1,0 +1,305 @@
+// Package test holds the black-box tests: they start the real bin/coredns
+// (built by `make build`, which `make test` runs first) on loopback ports and
+// query it with dig.
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// repoRoot is the checkout this package lives in.
+var repoRoot = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}()
+
+// binary is the CoreDNS under test.
+var binary = filepath.Join(repoRoot, "bin", "coredns")
+
+// server is one running bin/coredns.
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	dir     string
+	port    int    // DNS, UDP and TCP
+	metrics string // http://127.0.0.1:N/metrics
+	ready   string // http://127.0.0.1:N/ready
+	out     *syncBuffer
+	exited  chan struct{}
+}
+
+// syncBuffer collects the server's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port on 127.0.0.1")
+	return 0
+}
+
+// expand fills the placeholders a test Corefile may use: {port} (DNS),
+// {metrics} and {ready} (host:port of the prometheus and ready listeners)
+// and {testdata} (the repository's testdata folder).
+func (s *server) expand(corefile string) string {
+	return strings.NewReplacer(
+		"{port}", fmt.Sprint(s.port),
+		"{metrics}", strings.TrimSuffix(strings.TrimPrefix(s.metrics, "http://"), "/metrics"),
+		"{ready}", strings.TrimSuffix(strings.TrimPrefix(s.ready, "http://"), "/ready"),
+		"{testdata}", filepath.Join(repoRoot, "testdata"),
+	).Replace(corefile)
+}
+
+// newServer prepares a server in a fresh directory holding the Corefile and
+// any extra files; start runs it.
+func newServer(t *testing.T, corefile string, files map[string]string) *server {
+	t.Helper()
+	if _, err := os.Stat(binary); err != nil {
+		t.Fatalf("%s is missing: run `make build` (make test does): %v", binary, err)
+	}
+	s := &server{t: t, dir: t.TempDir(), port: freePort(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	s.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", freePort(t))
+	s.ready = fmt.Sprintf("http://127.0.0.1:%d/ready", freePort(t))
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(s.expand(content)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "Corefile"), []byte(s.expand(corefile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startServer starts bin/coredns with corefile and waits until it answers:
+// until /ready says 200 when the Corefile has `ready {ready}`, else until a
+// query gets any reply. The process is killed when the test ends.
+func startServer(t *testing.T, corefile string, files map[string]string) *server {
+	t.Helper()
+	s := newServer(t, corefile, files)
+	s.start()
+	s.waitUp(strings.Contains(corefile, "{ready}"))
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(binary, "-conf", filepath.Join(s.dir, "Corefile"))
+	s.cmd.Dir = s.dir
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	s.t.Cleanup(s.stop)
+}
+
+// stop ends the server: SIGTERM, then SIGKILL if it lingers.
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// signal sends sig to the server (SIGUSR1 reloads the Corefile).
+func (s *server) signal(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *server) waitUp(useReady bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			s.t.Fatalf("coredns exited during start-up:\n%s", s.out.String())
+		default:
+		}
+		if useReady {
+			if resp, err := http.Get(s.ready); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+			}
+		} else if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("coredns did not come up within 15s:\n%s", s.out.String())
+}
+
+// waitExit waits for a server that is expected to refuse to start and
+// returns its output.
+func (s *server) waitExit(within time.Duration) string {
+	s.t.Helper()
+	select {
+	case <-s.exited:
+		return s.out.String()
+	case <-time.After(within):
+		s.t.Fatalf("coredns still running after %s; expected it to refuse the Corefile:\n%s", within, s.out.String())
+		return ""
+	}
+}
+
+// dig queries the server with dig and returns its full output. Options such
+// as +subnet=, -b, +tcp, AAAA go in args; the server, port and a short
+// timeout are added.
+func (s *server) dig(args ...string) string {
+	s.t.Helper()
+	full := append([]string{"@127.0.0.1", "-p", fmt.Sprint(s.port), "+time=2", "+tries=1"}, args...)
+	out, err := exec.Command("dig", full...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// reply is the part of dig's output the tests look at.
+type reply struct {
+	status string   // NOERROR, FORMERR, …
+	flags  string   // qr aa rd …
+	answer []string // "name TTL class type rdata", whitespace folded
+	ecs    string   // the CLIENT-SUBNET line's value, e.g. 198.18.1.0/24/24
+	hasOPT bool
+	raw    string
+}
+
+var (
+	statusRe = regexp.MustCompile(`status: ([A-Z]+)`)
+	flagsRe  = regexp.MustCompile(`;; flags: ([a-z ]+);`)
+	ecsRe    = regexp.MustCompile(`; CLIENT-SUBNET: (\S+)`)
+)
+
+// parseDig reads dig's default output.
+func parseDig(out string) reply {
+	r := reply{raw: out}
+	if m := statusRe.FindStringSubmatch(out); m != nil {
+		r.status = m[1]
+	}
+	if m := flagsRe.FindStringSubmatch(out); m != nil {
+		r.flags = strings.TrimSpace(m[1])
+	}
+	if m := ecsRe.FindStringSubmatch(out); m != nil {
+		r.ecs = m[1]
+	}
+	r.hasOPT = strings.Contains(out, ";; OPT PSEUDOSECTION:")
+	section := ""
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, ";; ANSWER SECTION:"):
+			section = "answer"
+		case strings.HasPrefix(line, ";;") || line == "":
+			section = ""
+		case section == "answer" && !strings.HasPrefix(line, ";"):
+			r.answer = append(r.answer, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return r
+}
+
+// query runs dig and parses its reply.
+func (s *server) query(args ...string) reply {
+	s.t.Helper()
+	return parseDig(s.dig(args...))
+}
+
+// addresses returns the rdata of the A/AAAA records of an answer, in order.
+func (r reply) addresses() []string {
+	var out []string
+	for _, rr := range r.answer {
+		f := strings.Fields(rr)
+		if len(f) == 5 && (f[3] == "A" || f[3] == "AAAA") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// scrape returns the server's /metrics text.
+func (s *server) scrape() string {
+	s.t.Helper()
+	resp, err := http.Get(s.metrics)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+// metric returns the value of the series whose line starts with prefix
+// (name and labels as Prometheus prints them), or -1 when absent.
+func (s *server) metric(prefix string) float64 {
+	s.t.Helper()
+	for _, line := range strings.Split(s.scrape(), "\n") {
+		if strings.HasPrefix(line, prefix+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(line, prefix+" "), &v)
+			return v
+		}
+	}
+	return -1
+}
