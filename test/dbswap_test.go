@@ -1,0 +1,172 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	londonSubnet = "198.18.2.0/24"
+	lhrAddress   = "198.51.100.10"
+	nrtAddress   = "203.0.113.10"
+	// movedEpoch is the build time written into the replacement database.
+	movedEpoch = "1780000000"
+)
+
+// swapCorefile routes www.example.org with a database file the test owns.
+const swapCorefile = `example.org:{port} {
+    bind 127.0.0.1
+    ready {ready}
+    prometheus {metrics}
+    georoute www.example.org {
+        db geo.mmdb
+        pop nyc 40.7128 -74.0060 192.0.2.10 2001:db8:1::10
+        pop lhr 51.4700 -0.4543 198.51.100.10 2001:db8:2::10
+        pop nrt 35.7720 140.3929 203.0.113.10 2001:db8:3::10
+    }
+    file {testdata}/example.org.zone
+}
+`
+
+// movedDatabase generates, with the repository's own generator, a database
+// in which the London test network stands in Tokyo.
+func movedDatabase(t *testing.T) []byte {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "geo.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(src), "198.18.2.0/24,London,GB,51.5074,-0.1278", "198.18.2.0/24,Tokyo,JP,35.6762,139.6503", 1)
+	if moved == string(src) {
+		t.Fatal("testdata/geo.csv no longer has the London network this test moves")
+	}
+	dir := t.TempDir()
+	csv, out := filepath.Join(dir, "moved.csv"), filepath.Join(dir, "moved.mmdb")
+	if err := os.WriteFile(csv, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "run", "./internal/mmdbgen", "-in", csv, "-out", out, "-epoch", movedEpoch)
+	cmd.Dir = repoRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mmdbgen: %v\n%s", err, b)
+	}
+	db, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// waitAnswer waits until the load's latest answer is want, for at most
+// within.
+func waitAnswer(t *testing.T, l *queryLoad, want string, within time.Duration) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for time.Since(begin) < within {
+		if l.lastAnswer() == want {
+			return time.Since(begin)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the answer did not become %s within %s (still %s)", want, within, l.lastAnswer())
+	return 0
+}
+
+// A changed database file is swapped in within 10 s without a failed query,
+// whether it is replaced by rename or rewritten in place; a broken one keeps
+// the old copy in service and is reported once.
+func TestDatabaseSwapUnderLoad(t *testing.T) {
+	original, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "geo.mmdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := movedDatabase(t)
+
+	s := newServer(t, swapCorefile, nil)
+	dbPath := filepath.Join(s.dir, "geo.mmdb")
+	if err := os.WriteFile(dbPath, original, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	s.waitUp(true)
+
+	load := startQueryLoad(t, s.port, "www.example.org", londonSubnet)
+	waitAnswer(t, load, lhrAddress, 5*time.Second)
+	const errors = `coredns_georoute_db_reloads_total{result="error"}`
+	const oks = `coredns_georoute_db_reloads_total{result="ok"}`
+
+	t.Run("a file replaced by rename is swapped in within 10 s", func(t *testing.T) {
+		tmp := dbPath + ".new"
+		if err := os.WriteFile(tmp, moved, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, dbPath); err != nil {
+			t.Fatal(err)
+		}
+		took := waitAnswer(t, load, nrtAddress, 11*time.Second)
+		t.Logf("swapped after %s", took.Round(100*time.Millisecond))
+		if got := s.metric(oks); got != 1 {
+			t.Errorf("%s = %v; want 1", oks, got)
+		}
+		if got := s.metric(`coredns_georoute_db_build_timestamp_seconds{file="geo.mmdb"}`); got != 1.78e9 {
+			t.Errorf("db_build_timestamp_seconds = %v; want the new file's %s", got, movedEpoch)
+		}
+	})
+
+	t.Run("a file rewritten in place is swapped in once complete, the half-written one is refused", func(t *testing.T) {
+		f, err := os.OpenFile(dbPath, os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := len(original) / 2
+		if _, err := f.Write(original[:half]); err != nil {
+			t.Fatal(err)
+		}
+		// Longer than a poll: the watcher sees the half-written file.
+		time.Sleep(6 * time.Second)
+		if got := load.lastAnswer(); got != nrtAddress {
+			t.Errorf("during the half-written file the answer became %s; want the copy in service (%s)", got, nrtAddress)
+		}
+		// At least one poll saw it; one in a million may also catch the
+		// instant between truncation and the first write.
+		if got := s.metric(errors); got < 1 {
+			t.Errorf("%s = %v after a half-written file; want at least 1", errors, got)
+		}
+		if _, err := f.Write(original[half:]); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		waitAnswer(t, load, lhrAddress, 11*time.Second)
+		if got := s.metric(oks); got != 2 {
+			t.Errorf("%s = %v; want 2", oks, got)
+		}
+	})
+
+	t.Run("a corrupt file keeps the old database and is reported once", func(t *testing.T) {
+		before := s.metric(errors)
+		tmp := dbPath + ".new"
+		if err := os.WriteFile(tmp, []byte("this is not a MaxMind database\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, dbPath); err != nil {
+			t.Fatal(err)
+		}
+		// Two polls at least.
+		time.Sleep(11 * time.Second)
+		if got := load.lastAnswer(); got != lhrAddress {
+			t.Errorf("after a corrupt file the answer is %s; want the copy in service (%s)", got, lhrAddress)
+		}
+		if got := s.metric(errors); got != before+1 {
+			t.Errorf("%s = %v; want %v: a bad file is counted once, not at every poll", errors, got, before+1)
+		}
+		if n := strings.Count(s.out.String(), "not reloaded"); float64(n) != s.metric(errors) {
+			t.Errorf("the log says 'not reloaded' %d times; want one line per refused file (%v)", n, s.metric(errors))
+		}
+	})
+
+	load.check(t, 1000)
+}
