@@ -31,6 +31,11 @@ type GeoRoute struct {
 	ecs      ecsPolicy
 	fallback fallbackPolicy
 	health   *healthChecker
+	// debug answers explain queries (CH TXT for a routed name).
+	debug bool
+	// refuseChaos is set when only `debug` opened this server block to
+	// non-IN classes: other such queries are refused as without it.
+	refuseChaos bool
 
 	// blockFile and blockLine locate the georoute block for errors about
 	// the block as a whole.
@@ -83,12 +88,18 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 
 	q := r.Question[0]
 	routable := (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && q.Qclass == dns.ClassINET
-	if !routable && !subnet.present {
+	explain := g.isExplainQuery(q)
+	if g.refuseChaos && q.Qclass != dns.ClassINET && !explain {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		w.WriteMsg(m)
+		return dns.RcodeSuccess, nil
+	}
+	if !routable && !subnet.present && !explain {
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
 
-	rw := &routingWriter{ResponseWriter: w, g: g, ctx: ctx, subnet: subnet, remote: remote, qname: q.Name, qtype: q.Qtype, routable: routable}
-	rw.locateBy, rw.fallbackScope, rw.byECS = remote, 0, false
+	rw := &routingWriter{ResponseWriter: w, g: g, ctx: ctx, subnet: subnet, remote: remote, qname: q.Name, qtype: q.Qtype, routable: routable, locateBy: remote}
 	if subnet.present {
 		if usable, scope := subnet.usable(); usable {
 			rw.locateBy, rw.byECS = subnet.address.Unmap(), true
@@ -97,6 +108,9 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			rw.fallbackScope = scope
 			ecsCount.WithLabelValues("ignored").Inc()
 		}
+	}
+	if explain {
+		return g.explain(ctx, w, r, rw)
 	}
 	return plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
 }
@@ -119,6 +133,9 @@ type routingWriter struct {
 	// fallbackScope is the SCOPE of a tailored answer when ECS was present but
 	// not usable for locating.
 	fallbackScope int
+	// explain, when set, collects how the answer is chosen instead of
+	// counting it in the metrics (the debug explain query).
+	explain *explanation
 }
 
 // WriteMsg implements dns.ResponseWriter.
@@ -145,8 +162,11 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		return res, 0
 	}
 	owner := chainEnd(res.Answer, w.qname)
-	g := w.g
+	g, ex := w.g, w.explain
 	if g.zones.Matches(owner) == "" {
+		if ex != nil {
+			ex.addf("%s is not a georoute name: answer unchanged", owner)
+		}
 		return res, 0
 	}
 	var targetBuf [16]dns.RR
@@ -157,20 +177,23 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		}
 	}
 	if len(targets) == 0 {
+		if ex != nil {
+			ex.addf("no %s records at %s: answer unchanged", dns.TypeToString[w.qtype], owner)
+		}
 		return res, 0
 	}
 	server := metrics.WithServer(w.ctx)
 	if signed(res.Answer, w.qtype, owner) {
-		requestCount.WithLabelValues(server, "", "signed").Inc()
+		if ex != nil {
+			ex.addf("an RRSIG covers %s %s: answer unchanged (signed)", owner, dns.TypeToString[w.qtype])
+		} else {
+			requestCount.WithLabelValues(server, "", "signed").Inc()
+		}
 		return res, 0
 	}
 
 	var candBuf [16]candidate
 	cands, failOpen := g.candidates(targets, candBuf[:])
-	if failOpen {
-		failOpenCount.WithLabelValues(server).Inc()
-	}
-
 	loc := g.db.locate(w.locateBy)
 	source, scope := "remote", w.fallbackScope
 	if w.byECS {
@@ -178,6 +201,7 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	}
 	var v verdict
 	var keptBuf [16]dns.RR
+	from := loc.at
 	switch {
 	case loc.located:
 		choose(cands, loc.at, g.answers, keptBuf[:0], &v)
@@ -188,7 +212,7 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 			v.kept = append(v.kept, c.rr)
 		}
 	default:
-		source = "fallback"
+		source, from = "fallback", g.fallback.at
 		choose(cands, g.fallback.at, g.answers, keptBuf[:0], &v)
 	}
 	if oneSite(cands) {
@@ -197,13 +221,22 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		scope = 0
 	}
 
-	popID := ""
-	if v.nearest != nil {
-		popID = v.nearest.id
-	}
-	requestCount.WithLabelValues(server, popID, source).Inc()
-	if loc.located && v.chose {
-		distanceKmHist.WithLabelValues(server).Observe(distanceKm(loc.at, v.nearestAt))
+	if ex != nil {
+		w.explainClient(ex, loc)
+		w.explainCandidates(ex, targets, from, loc.located || !g.fallback.all, failOpen)
+		explainChoice(ex, v.kept, scope)
+	} else {
+		if failOpen {
+			failOpenCount.WithLabelValues(server).Inc()
+		}
+		popID := ""
+		if v.nearest != nil {
+			popID = v.nearest.id
+		}
+		requestCount.WithLabelValues(server, popID, source).Inc()
+		if loc.located && v.chose {
+			distanceKmHist.WithLabelValues(server).Observe(distanceKm(loc.at, v.nearestAt))
+		}
 	}
 
 	out := *res

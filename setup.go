@@ -33,6 +33,7 @@ func setup(c *caddy.Controller) error {
 		if err := g.checkCachePosition(config); err != nil {
 			return plugin.Error(pluginName, err)
 		}
+		g.refuseChaos = chaosOpenedOnlyByGeoroute(config)
 		return g.start()
 	})
 	c.OnShutdown(g.stop)
@@ -163,6 +164,11 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 					return nil, err
 				}
 				g.fallback = f
+			case "debug":
+				if len(args) != 0 {
+					return nil, c.ArgErr()
+				}
+				g.debug = true
 			case "ca":
 				if len(args) != 1 {
 					return nil, c.ArgErr()
@@ -177,7 +183,7 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 				}
 				hc.roots = pool
 			default:
-				return nil, c.Errf("unknown property %q; expected one of db, pop, check, interval, timeout, rise, fall, answers, ttl, ecs, fallback, ca", prop)
+				return nil, c.Errf("unknown property %q; expected one of db, pop, check, interval, timeout, rise, fall, answers, ttl, ecs, fallback, ca, debug", prop)
 			}
 		}
 		if g.db == nil {
@@ -193,6 +199,11 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 		g.blockFile, g.blockLine = blockFile, blockLine
 	}
 	g.health = newHealthChecker(hc, g.pops)
+	if g.debug {
+		// The server refuses every class but IN unless a plugin asks for
+		// CH; explain queries are CH TXT.
+		dnsserver.EnableChaos[pluginName] = struct{}{}
+	}
 	return g, nil
 }
 
@@ -372,4 +383,20 @@ func (g *GeoRoute) checkCachePosition(config *dnsserver.Config) error {
 		return fmt.Errorf("%s:%d - georoute is compiled below cache in this CoreDNS (plugin.cfg), so cache would serve one client's nearest pop to every client; rebuild with georoute above cache (right after acl) or remove cache from this server block", g.blockFile, g.blockLine)
 	}
 	return nil
+}
+
+// chaosOpenedOnlyByGeoroute reports whether the server lets non-IN queries
+// into this server block only because some georoute block has `debug`. Such
+// queries, explain queries apart, are then refused by georoute as the server
+// would have refused them, so that `debug` changes nothing else.
+func chaosOpenedOnlyByGeoroute(config *dnsserver.Config) bool {
+	if _, opened := dnsserver.EnableChaos[pluginName]; !opened {
+		return false
+	}
+	for name := range dnsserver.EnableChaos {
+		if name != pluginName && config.Handler(name) != nil {
+			return false
+		}
+	}
+	return true
 }
