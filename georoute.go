@@ -112,7 +112,16 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if explain {
 		return g.explain(ctx, w, r, rw)
 	}
-	return plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
+	rcode, err := plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
+	if subnet.present && !plugin.ClientWrite(rcode) {
+		// The server would write this error reply itself, past georoute and
+		// without the ECS option; write it here so that it carries the echo.
+		m := new(dns.Msg)
+		m.SetRcode(r, rcode)
+		rw.WriteMsg(m)
+		return dns.RcodeSuccess, err
+	}
+	return rcode, err
 }
 
 // routingWriter rewrites the reply of one query on its way up the chain.

@@ -84,8 +84,10 @@ type target struct {
 type healthChecker struct {
 	cfg     healthConfig
 	targets []*target
-	client  *http.Client
-	dialer  net.Dialer
+	// unchecked are the addresses no probe covers: always in service.
+	unchecked []*popAddress
+	client    *http.Client
+	dialer    net.Dialer
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -95,6 +97,8 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 	hc := &healthChecker{cfg: cfg, dialer: net.Dialer{Timeout: cfg.timeout}}
 	for _, p := range pops {
 		switch {
+		case p.check == "" && cfg.template == "":
+			hc.unchecked = append(hc.unchecked, p.addrs...)
 		case p.check != "":
 			hc.targets = append(hc.targets, &target{url: p.check, pop: p, addrs: p.addrs})
 		case cfg.template != "":
@@ -130,6 +134,9 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 // and calls done; then every target is probed once per interval, each at its
 // own phase so that the probes are spread over the interval.
 func (hc *healthChecker) start(done func()) {
+	for _, a := range hc.unchecked {
+		popHealthy.WithLabelValues(a.pop.id, a.addr.String()).Set(1)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hc.cancel = cancel
 	var first sync.WaitGroup
