@@ -100,7 +100,30 @@ func wireLengthCanonical(opt *dns.OPT, ecs *dns.EDNS0_SUBNET) bool {
 		return int(opt.Hdr.Rdlength) == 4+want
 	}
 	// dns.Len packs every option; the root owner and fixed header take 11.
-	return int(opt.Hdr.Rdlength) == dns.Len(opt)-11
+	diff := int(opt.Hdr.Rdlength) - (dns.Len(opt) - 11)
+	return diff == 0 || diff == ambiguousLength(opt)
+}
+
+// ambiguousLength is how many octets other options may have taken on the
+// wire beyond what miekg/dns packs them into: an UPDATE-LEASE with KEY-LEASE
+// 0 may arrive as 8 octets and packs as 4, a TCP-KEEPALIVE with TIMEOUT 0
+// may arrive as 2 and packs as 0. Such a difference is not the ECS option's,
+// so it is not held against it.
+func ambiguousLength(opt *dns.OPT) int {
+	n := 0
+	for _, o := range opt.Option {
+		switch o := o.(type) {
+		case *dns.EDNS0_UL:
+			if o.KeyLease == 0 {
+				n += 4
+			}
+		case *dns.EDNS0_TCP_KEEPALIVE:
+			if o.Timeout == 0 {
+				n += 2
+			}
+		}
+	}
+	return n
 }
 
 // usable reports whether the ECS address itself locates the client. When it
@@ -123,7 +146,9 @@ func (cs clientSubnet) usable() (usable bool, scope int) {
 // option's own family: +96 for an IPv4-mapped FAMILY 2 address, clamped to
 // the family's width.
 func (cs clientSubnet) scopeFor(bits int) int {
-	if cs.mapped && bits > 0 {
+	if cs.mapped {
+		// Even an IPv4 /0 stops at the edge of ::ffff:0:0/96: native IPv6
+		// clients outside it may be answered otherwise.
 		bits += 96
 	}
 	if max := cs.maxBits(); bits > max {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/miekg/dns"
@@ -44,6 +45,8 @@ type GeoRoute struct {
 
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
+	// owner is the Corefile load (caddy context) this instance belongs to.
+	owner caddy.Context
 
 	// ready turns true once the database is loaded and the first round of
 	// probes is done.

@@ -2,7 +2,10 @@ package georoute
 
 import (
 	"context"
+	"sync"
 	"time"
+
+	"github.com/coredns/caddy"
 )
 
 // dbPollInterval is how often the database files are checked for changes;
@@ -21,6 +24,7 @@ func (g *GeoRoute) start() error {
 		g.db.watch(ctx, dbPollInterval)
 	}()
 	g.health.start(func() { g.ready.Store(true) })
+	running.add(g)
 	return nil
 }
 
@@ -32,5 +36,45 @@ func (g *GeoRoute) stop() error {
 		<-g.watchDone
 	}
 	g.health.stop()
+	running.remove(g)
 	return nil
+}
+
+// running tracks the started instances and the Corefile load (caddy
+// context) each belongs to. A reload that fails after georoute's start-up
+// ran (another plugin's start-up fails, a port cannot be bound) discards the
+// new instance without calling its shutdown callbacks; the old instance's
+// restart-failed callback then stops what the discarded load started.
+var running = &registry{owners: map[*GeoRoute]caddy.Context{}}
+
+type registry struct {
+	mu     sync.Mutex
+	owners map[*GeoRoute]caddy.Context
+}
+
+func (r *registry) add(g *GeoRoute) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.owners[g] = g.owner
+}
+
+func (r *registry) remove(g *GeoRoute) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.owners, g)
+}
+
+// stopOthers stops every instance that does not belong to the load owner.
+func (r *registry) stopOthers(owner caddy.Context) {
+	r.mu.Lock()
+	var orphans []*GeoRoute
+	for g, o := range r.owners {
+		if o != owner {
+			orphans = append(orphans, g)
+		}
+	}
+	r.mu.Unlock()
+	for _, g := range orphans {
+		g.stop()
+	}
 }

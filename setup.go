@@ -37,6 +37,11 @@ func setup(c *caddy.Controller) error {
 		return g.start()
 	})
 	c.OnShutdown(g.stop)
+	g.owner = c.Context()
+	c.OnRestartFailed(func() error {
+		running.stopOthers(g.owner)
+		return nil
+	})
 	return nil
 }
 
@@ -62,10 +67,16 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 			return nil, c.Err("georoute may appear only once per server block")
 		}
 		blockFile, blockLine := c.File(), c.Line()
-		g.zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		names := c.RemainingArgs()
+		for _, n := range names {
+			if len(plugin.Host(n).NormalizeExact()) == 0 {
+				return nil, c.Errf("name %q is not a domain name; expected NAME... such as www.example.org", n)
+			}
+		}
+		g.zones = plugin.OriginsFromArgsOrServerBlock(names, c.ServerBlockKeys)
 		var dbPaths []string
 		seen := map[string]bool{}
-		var timeoutLine int
+		var timeoutLine, intervalLine int
 		for c.NextBlock() {
 			prop := c.Val()
 			if seen[prop] && prop != "pop" {
@@ -113,22 +124,24 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 				if !strings.Contains(args[0], "{address}") {
 					return nil, c.Errf("top-level check %q has no {address}; expected a URL template such as http://{address}/healthz (use a check block inside pop for one URL per pop)", args[0])
 				}
-				if err := validateCheckURL(strings.ReplaceAll(args[0], "{address}", "192.0.2.1")); err != nil {
-					return nil, c.Errf("check %q: %v", args[0], err)
+				for _, a := range []string{"192.0.2.1", "[2001:db8::1]"} {
+					if err := validateCheckURL(strings.ReplaceAll(args[0], "{address}", a)); err != nil {
+						return nil, c.Errf("check %q: %v", args[0], err)
+					}
 				}
 				hc.template = args[0]
 			case "interval", "timeout":
-				d, err := parseDuration(c, args)
+				d, err := parseDuration(c, prop, args)
 				if err != nil {
 					return nil, err
 				}
 				if prop == "interval" {
-					hc.interval = d
+					hc.interval, intervalLine = d, c.Line()
 				} else {
 					hc.timeout, timeoutLine = d, c.Line()
 				}
 			case "rise", "fall":
-				n, err := parseCount(c, args, 1)
+				n, err := parseCount(c, prop, args, 1)
 				if err != nil {
 					return nil, err
 				}
@@ -138,7 +151,7 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 					hc.fall = n
 				}
 			case "answers":
-				n, err := parseCount(c, args, 1)
+				n, err := parseCount(c, prop, args, 1)
 				if err != nil {
 					return nil, err
 				}
@@ -192,6 +205,9 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 		if hc.timeout >= hc.interval {
 			line := timeoutLine
 			if line == 0 {
+				line = intervalLine
+			}
+			if line == 0 {
 				line = blockLine
 			}
 			return nil, fmt.Errorf("%s:%d - Error during parsing: timeout %s is not below interval %s; expected timeout < interval", blockFile, line, hc.timeout, hc.interval)
@@ -235,11 +251,9 @@ func parsePop(c *caddy.Controller, args []string, rank int) (*pop, error) {
 		}
 		p.addrs = append(p.addrs, &popAddress{pop: p, addr: a})
 	}
-	// An optional block on the same line: { check URL }.
+	// An optional block on the same line: { check URL }. RemainingArgs
+	// stopped before its brace, so the next token on the line is '{'.
 	if c.NextArg() {
-		if c.Val() != "{" {
-			return nil, c.Errf("unexpected %q after pop %s; expected '{' or the end of the line", c.Val(), p.id)
-		}
 		for c.Next() {
 			if c.Val() == "}" {
 				return p, nil
@@ -264,7 +278,7 @@ func parsePop(c *caddy.Controller, args []string, rank int) (*pop, error) {
 				return nil, c.Errf("unknown property %q in pop %s; expected check", c.Val(), p.id)
 			}
 		}
-		return nil, c.Errf("pop %s block is not closed; expected '}'", p.id)
+		return nil, fmt.Errorf("%s:%d - Error during parsing: pop %s block is not closed; expected '}'", c.File(), p.line, p.id)
 	}
 	return p, nil
 }
@@ -277,24 +291,24 @@ func parseDegrees(c *caddy.Controller, what, s string, limit float64) (float64, 
 	return v, nil
 }
 
-func parseDuration(c *caddy.Controller, args []string) (time.Duration, error) {
+func parseDuration(c *caddy.Controller, prop string, args []string) (time.Duration, error) {
 	if len(args) != 1 {
 		return 0, c.ArgErr()
 	}
 	d, err := time.ParseDuration(args[0])
 	if err != nil || d <= 0 {
-		return 0, c.Errf("%s %q; expected a positive duration such as 10s", c.Val(), args[0])
+		return 0, c.Errf("%s %q; expected a positive duration such as 10s", prop, args[0])
 	}
 	return d, nil
 }
 
-func parseCount(c *caddy.Controller, args []string, min int) (int, error) {
+func parseCount(c *caddy.Controller, prop string, args []string, min int) (int, error) {
 	if len(args) != 1 {
 		return 0, c.ArgErr()
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < min {
-		return 0, c.Errf("%s %q; expected a whole number of at least %d", c.Val(), args[0], min)
+		return 0, c.Errf("%s %q; expected a whole number of at least %d", prop, args[0], min)
 	}
 	return n, nil
 }
@@ -362,7 +376,7 @@ func validateCheckURL(raw string) error {
 		if u.Port() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
 			return fmt.Errorf("expected tcp://HOST:PORT")
 		}
-		if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {
+		if p, err := strconv.ParseUint(u.Port(), 10, 16); err != nil || p == 0 {
 			return fmt.Errorf("port %q; expected 1..65535", u.Port())
 		}
 	default:
