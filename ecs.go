@@ -101,29 +101,29 @@ func wireLengthCanonical(opt *dns.OPT, ecs *dns.EDNS0_SUBNET) bool {
 	}
 	// dns.Len packs every option; the root owner and fixed header take 11.
 	diff := int(opt.Hdr.Rdlength) - (dns.Len(opt) - 11)
-	return diff == 0 || diff == ambiguousLength(opt)
+	return diff >= 0 && diff < 64 && explainedLengths(opt)&(1<<diff) != 0
 }
 
-// ambiguousLength is how many octets other options may have taken on the
-// wire beyond what miekg/dns packs them into: an UPDATE-LEASE with KEY-LEASE
-// 0 may arrive as 8 octets and packs as 4, a TCP-KEEPALIVE with TIMEOUT 0
-// may arrive as 2 and packs as 0. Such a difference is not the ECS option's,
-// so it is not held against it.
-func ambiguousLength(opt *dns.OPT) int {
-	n := 0
+// explainedLengths is the set (bit k: k octets) of differences between the
+// received and the packed length that other options account for: an
+// UPDATE-LEASE with KEY-LEASE 0 may arrive as 8 octets and packs as 4, a
+// TCP-KEEPALIVE with TIMEOUT 0 may arrive as 2 and packs as 0. Such a
+// difference is not the ECS option's, so it is not held against it.
+func explainedLengths(opt *dns.OPT) uint64 {
+	reach := uint64(1)
 	for _, o := range opt.Option {
 		switch o := o.(type) {
 		case *dns.EDNS0_UL:
 			if o.KeyLease == 0 {
-				n += 4
+				reach |= reach << 4
 			}
 		case *dns.EDNS0_TCP_KEEPALIVE:
 			if o.Timeout == 0 {
-				n += 2
+				reach |= reach << 2
 			}
 		}
 	}
-	return n
+	return reach
 }
 
 // usable reports whether the ECS address itself locates the client. When it
@@ -203,37 +203,6 @@ func specialPurpose(addr netip.Addr) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// withECS returns m's Extra section with OPT carrying exactly one ECS option,
-// ecs. m is not modified: an OPT the next plugin put there is copied, one
-// without it is added (the server's scrub writer then fills in the client's
-// buffer size and DO bit).
-func withECS(extra []dns.RR, ecs *dns.EDNS0_SUBNET) []dns.RR {
-	out := make([]dns.RR, 0, len(extra)+1)
-	var opt *dns.OPT
-	for _, rr := range extra {
-		if o, ok := rr.(*dns.OPT); ok && opt == nil {
-			c := *o
-			c.Option = make([]dns.EDNS0, 0, len(o.Option)+1)
-			for _, e := range o.Option {
-				if e.Option() != dns.EDNS0SUBNET {
-					c.Option = append(c.Option, e)
-				}
-			}
-			c.Option = append(c.Option, ecs)
-			opt = &c
-			out = append(out, opt)
-			continue
-		}
-		out = append(out, rr)
-	}
-	if opt == nil {
-		opt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: dns.DefaultMsgSize}}
-		opt.Option = []dns.EDNS0{ecs}
-		out = append(out, opt)
-	}
-	return out
 }
 
 // formErr is the reply to a query with a malformed ECS option: FORMERR with

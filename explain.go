@@ -27,7 +27,7 @@ func (e *explanation) addf(format string, args ...any) {
 // `dig -c CH TXT www.example.org`. Only with `debug`, since the answer
 // reveals the topology.
 func (g *GeoRoute) isExplainQuery(q dns.Question) bool {
-	return g.debug && q.Qclass == dns.ClassCHAOS && q.Qtype == dns.TypeTXT && g.zones.Matches(q.Name) != ""
+	return g.debug && q.Qclass == dns.ClassCHAOS && q.Qtype == dns.TypeTXT && g.routes(q.Name)
 }
 
 // explain answers an explain query: for A and then AAAA it asks the rest of

@@ -22,6 +22,7 @@ import (
 // being unmapped while a query may still hold it.
 type geoFile struct {
 	reader    *maxminddb.Reader
+	places    placeCache
 	ipVersion uint
 	buildTime time.Time
 	modTime   time.Time
@@ -142,15 +143,52 @@ func (db *geoDB) locate(addr netip.Addr) clientLocation {
 		if !res.Found() {
 			continue
 		}
-		var c coordinates
-		if res.Decode(&c) != nil || !c.complete() {
+		p := f.places.get(res)
+		if !p.located {
 			continue
 		}
-		loc.lat, loc.lon, loc.located = c.lat, c.lon, true
-		loc.at = pointAt(c.lat, c.lon)
+		loc.lat, loc.lon, loc.at, loc.located = p.lat, p.lon, p.at, true
 		return loc
 	}
 	return loc
+}
+
+// placeCacheSize is the number of slots of a file's place cache: a power of
+// two, large enough that the networks of a busy server's clients rarely
+// evict each other (each slot is one pointer).
+const placeCacheSize = 1 << 16
+
+// placeCache remembers the coordinates of database records by their offset
+// in the file, so that a lookup decodes a record once rather than at every
+// query. Records never change within a loaded file, and each file has its
+// own cache, so a swapped-in file starts empty and no entry is ever stale.
+// Slots are replaced whole through atomic pointers: readers take no lock.
+type placeCache struct {
+	slots [placeCacheSize]atomic.Pointer[place]
+}
+
+// place is the decoded location of one record.
+type place struct {
+	offset   uintptr
+	lat, lon float64
+	at       point
+	located  bool
+}
+
+// get returns the location of the record res found.
+func (pc *placeCache) get(res maxminddb.Result) *place {
+	off := res.Offset()
+	slot := &pc.slots[(off*0x9E3779B97F4A7C15)>>48&(placeCacheSize-1)]
+	if p := slot.Load(); p != nil && p.offset == off {
+		return p
+	}
+	p := &place{offset: off}
+	var c coordinates
+	if res.Decode(&c) == nil && c.complete() {
+		p.lat, p.lon, p.at, p.located = c.lat, c.lon, pointAt(c.lat, c.lon), true
+	}
+	slot.Store(p)
+	return p
 }
 
 // coordinates decodes only latitude and longitude of a record, from either

@@ -148,6 +148,8 @@ type routingWriter struct {
 	// explain, when set, collects how the answer is chosen instead of
 	// counting it in the metrics (the debug explain query).
 	explain *explanation
+
+	reply replyStorage
 }
 
 // WriteMsg implements dns.ResponseWriter.
@@ -158,10 +160,9 @@ func (w *routingWriter) WriteMsg(res *dns.Msg) error {
 	out, scope := w.route(res)
 	if w.subnet.present {
 		if out == res {
-			c := *res
-			out = &c
+			out = w.reply.copyOf(res)
 		}
-		out.Extra = withECS(out.Extra, w.subnet.echo(scope))
+		out.Extra = w.reply.withECS(out.Extra, w.subnet, scope)
 	}
 	return w.ResponseWriter.WriteMsg(out)
 }
@@ -175,7 +176,7 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	}
 	owner := chainEnd(res.Answer, w.qname)
 	g, ex := w.g, w.explain
-	if g.zones.Matches(owner) == "" {
+	if !g.routes(owner) {
 		if ex != nil {
 			ex.addf("%s is not a georoute name: answer unchanged", owner)
 		}
@@ -251,8 +252,8 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		}
 	}
 
-	out := *res
-	out.Answer = make([]dns.RR, 0, len(res.Answer)-len(targets)+len(v.kept))
+	out := w.reply.copyOf(res)
+	out.Answer = w.reply.answer[:0]
 	inserted := false
 	for _, rr := range res.Answer {
 		if !isTarget(rr, w.qtype, owner) {
@@ -261,12 +262,34 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		}
 		if !inserted {
 			for _, k := range v.kept {
-				out.Answer = append(out.Answer, capTTL(k, g.ttl))
+				out.Answer = append(out.Answer, w.reply.capTTL(k, g.ttl))
 			}
 			inserted = true
 		}
 	}
-	return &out, scope
+	return out, scope
+}
+
+// routes reports whether name is one of the configured names or below one.
+// It is plugin.Zones.Matches without the allocations of splitting labels:
+// the zones are lower-case FQDNs.
+func (g *GeoRoute) routes(name string) bool {
+	for _, z := range g.zones {
+		if z == "." {
+			return true
+		}
+		if len(name) < len(z) {
+			continue
+		}
+		suffix := name[len(name)-len(z):]
+		if !strings.EqualFold(suffix, z) {
+			continue
+		}
+		if len(name) == len(z) || name[len(name)-len(z)-1] == '.' {
+			return true
+		}
+	}
+	return false
 }
 
 // chainEnd follows the CNAME records of answer from qname and returns the
@@ -303,27 +326,6 @@ func signed(answer []dns.RR, qtype uint16, owner string) bool {
 		}
 	}
 	return false
-}
-
-// capTTL returns rr with its TTL at most ttl, copying it when the TTL has to
-// change: the record may belong to the next plugin's zone.
-func capTTL(rr dns.RR, ttl uint32) dns.RR {
-	if rr.Header().Ttl <= ttl {
-		return rr
-	}
-	switch r := rr.(type) {
-	case *dns.A:
-		c := *r
-		c.Hdr.Ttl = ttl
-		return &c
-	case *dns.AAAA:
-		c := *r
-		c.Hdr.Ttl = ttl
-		return &c
-	}
-	c := dns.Copy(rr)
-	c.Header().Ttl = ttl
-	return c
 }
 
 // remoteAddr is the query's source address, IPv4-mapped addresses unmapped.

@@ -91,6 +91,8 @@ type healthChecker struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// gen orders checkers by start, for the pop_healthy series.
+	gen uint64
 }
 
 func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
@@ -134,8 +136,9 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 // and calls done; then every target is probed once per interval, each at its
 // own phase so that the probes are spread over the interval.
 func (hc *healthChecker) start(done func()) {
+	healthSeries.enroll(hc)
 	for _, a := range hc.unchecked {
-		popHealthy.WithLabelValues(a.pop.id, a.addr.String()).Set(1)
+		healthSeries.set(hc, a, true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hc.cancel = cancel
@@ -162,6 +165,7 @@ func (hc *healthChecker) stop() {
 		hc.cancel()
 	}
 	hc.wg.Wait()
+	healthSeries.release(hc)
 }
 
 func (hc *healthChecker) run(ctx context.Context, t *target, firstDone func()) {
@@ -213,13 +217,9 @@ func (hc *healthChecker) run(ctx context.Context, t *target, firstDone func()) {
 
 // publish makes a target's state visible to queries and metrics.
 func (hc *healthChecker) publish(t *target, healthy bool) {
-	v := 0.0
-	if healthy {
-		v = 1
-	}
 	for _, a := range t.addrs {
 		a.down.Store(!healthy)
-		popHealthy.WithLabelValues(t.pop.id, a.addr.String()).Set(v)
+		healthSeries.set(hc, a, healthy)
 	}
 }
 
