@@ -213,20 +213,20 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		source, scope = "ecs", w.subnet.scopeFor(loc.prefix)
 	}
 	var v verdict
-	var keptBuf [16]dns.RR
+	keptBuf := w.reply.kept[:0]
 	from := loc.at
 	switch {
 	case loc.located:
-		choose(cands, loc.at, g.answers, keptBuf[:0], &v)
+		choose(cands, loc.at, g.answers, keptBuf, &v)
 	case g.fallback.all:
 		source = "fallback"
-		v.kept = keptBuf[:0]
+		v.kept = keptBuf
 		for _, c := range cands {
 			v.kept = append(v.kept, c.rr)
 		}
 	default:
 		source, from = "fallback", g.fallback.at
-		choose(cands, g.fallback.at, g.answers, keptBuf[:0], &v)
+		choose(cands, g.fallback.at, g.answers, keptBuf, &v)
 	}
 	if oneSite(cands) {
 		// The answer would be the same for any client: tell resolvers they

@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -71,46 +72,66 @@ func (g *GeoRoute) candidates(rrs []dns.RR, buf []candidate) ([]candidate, bool)
 	return healthy, false
 }
 
+// siteScore is a site's closeness to the client and the candidate that
+// stands for it.
+type siteScore struct {
+	near float64
+	site int
+	at   int // index of a candidate of the site
+}
+
+// nearer orders sites: closer first, equidistant ones by declaration order
+// (pops before anonymous sites, those in answer order).
+func (a siteScore) nearer(b siteScore) bool {
+	return a.near > b.near || (a.near == b.near && a.site < b.site)
+}
+
 // choose keeps the addresses of the n sites nearest to client, nearest
 // first; equidistant sites go in declaration order. Addresses that cannot be
 // located are dropped as soon as any candidate can be.
 func choose(cands []candidate, client point, n int, out []dns.RR, v *verdict) {
+	// One pass keeps the n nearest distinct sites (n is small, usually 1),
+	// whatever the number of pops: no sorting, no trigonometry.
+	var topBuf [8]siteScore
+	top := topBuf[:0]
 	for i := range cands {
-		if cands[i].located {
-			cands[i].near = client.closeness(cands[i].at)
+		c := &cands[i]
+		if !c.located {
+			continue
+		}
+		s := siteScore{near: client.closeness(c.at), site: c.site, at: i}
+		if len(top) == n && !s.nearer(top[n-1]) {
+			continue
+		}
+		if slices.ContainsFunc(top, func(t siteScore) bool { return t.site == s.site }) {
+			continue // every address of a site scores the same
+		}
+		if len(top) < n {
+			top = append(top, s)
+		} else {
+			top[n-1] = s
+		}
+		for k := len(top) - 1; k > 0 && top[k].nearer(top[k-1]); k-- {
+			top[k], top[k-1] = top[k-1], top[k]
 		}
 	}
-	// Selection rather than sorting: n is small (usually 1) and this is a
-	// single pass per chosen site, whatever the number of pops.
-	for k := 0; k < n; k++ {
-		best := -1
-		for i := range cands {
-			c := &cands[i]
-			if c.taken || !c.located {
-				continue
-			}
-			if best < 0 || c.near > cands[best].near || (c.near == cands[best].near && c.site < cands[best].site) {
-				best = i
-			}
-		}
-		if best < 0 {
-			break
-		}
-		if k == 0 {
-			v.nearest, v.nearestAt, v.chose = cands[best].pop, cands[best].at, true
-		}
-		site := cands[best].site
-		for i := range cands {
-			if cands[i].site == site {
-				cands[i].taken = true
-				out = append(out, cands[i].rr)
-			}
-		}
-	}
-	if !v.chose {
+	if len(top) == 0 {
 		// Nothing could be located: every candidate is as good as another.
 		for _, c := range cands {
 			out = append(out, c.rr)
+		}
+		v.kept = out
+		return
+	}
+	first := cands[top[0].at]
+	v.nearest, v.nearestAt, v.chose = first.pop, first.at, true
+	for _, t := range top {
+		for i := t.at; i < len(cands); i++ {
+			// A site's addresses start at the one that stands for it: it is
+			// the first of them the pass above met.
+			if cands[i].site == t.site {
+				out = append(out, cands[i].rr)
+			}
 		}
 	}
 	v.kept = out

@@ -13,6 +13,7 @@ import "github.com/miekg/dns"
 // ServeDNS returns.
 type replyStorage struct {
 	msg     dns.Msg
+	kept    [8]dns.RR
 	answer  [8]dns.RR
 	extra   [4]dns.RR
 	opt     dns.OPT
@@ -39,19 +40,23 @@ func (s *replyStorage) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	}
 	switch r := rr.(type) {
 	case *dns.A:
-		c := new(dns.A)
+		var c *dns.A
 		if s.nA < len(s.a) {
 			c = &s.a[s.nA]
 			s.nA++
+		} else {
+			c = new(dns.A)
 		}
 		*c = *r
 		c.Hdr.Ttl = ttl
 		return c
 	case *dns.AAAA:
-		c := new(dns.AAAA)
+		var c *dns.AAAA
 		if s.nAAAA < len(s.aaaa) {
 			c = &s.aaaa[s.nAAAA]
 			s.nAAAA++
+		} else {
+			c = new(dns.AAAA)
 		}
 		*c = *r
 		c.Hdr.Ttl = ttl
