@@ -102,27 +102,26 @@ func (w *routingWriter) explainClient(ex *explanation, loc clientLocation) {
 
 // explainCandidates lists every address of the answer with its site, health
 // and distance from where the client is taken to stand.
-func (w *routingWriter) explainCandidates(ex *explanation, targets []dns.RR, from point, placed, failOpen bool) {
-	for _, rr := range targets {
-		addr := addrOf(rr)
-		site, health, at, located := "anonymous", "healthy", point{}, false
-		if pa, ok := w.g.byAddr[addr]; ok {
-			site, at, located = "pop "+pa.pop.id, pa.pop.at, true
-			if !pa.healthy() {
-				health = "down"
-			}
-		} else if loc := w.g.db.locate(addr); loc.located {
-			site, at, located = fmt.Sprintf("anonymous site at %.4f %.4f", loc.lat, loc.lon), loc.at, true
-		} else {
-			site = "anonymous site, not located"
+func (w *routingWriter) explainCandidates(ex *explanation, cands []candidate, from point, placed, allDown bool) {
+	for i := range cands {
+		c := &cands[i]
+		site, health := "anonymous site, not located", "healthy"
+		switch {
+		case c.pop != nil:
+			site = "pop " + c.pop.id
+		case c.located:
+			site = fmt.Sprintf("anonymous site at %.4f %.4f", c.at.lat(), c.at.lon())
+		}
+		if !c.healthy() {
+			health = "down"
 		}
 		distance := ""
-		if placed && located {
-			distance = fmt.Sprintf(", %.0f km", distanceKm(from, at))
+		if placed && c.located {
+			distance = fmt.Sprintf(", %.0f km", distanceKm(from, c.at))
 		}
-		ex.addf("candidate %s: %s, %s%s", addr, site, health, distance)
+		ex.addf("candidate %s: %s, %s%s", c.addr, site, health, distance)
 	}
-	if failOpen {
+	if allDown {
 		ex.addf("every candidate is down: failing open, all count as healthy")
 	}
 }

@@ -33,6 +33,8 @@ type geoFile struct {
 type geoSource struct {
 	path    string
 	current atomic.Pointer[geoFile]
+	// gen is the database's generation, advanced at every swap.
+	gen *atomic.Uint64
 	// failed remembers the change (mtime/size) that last failed to load, so
 	// that a bad file is reported once rather than at every poll. Only the
 	// watcher goroutine touches it.
@@ -42,6 +44,9 @@ type geoSource struct {
 // geoDB is every `db` file of a georoute block, in declaration order.
 type geoDB struct {
 	sources []*geoSource
+	// gen counts the files swapped in since start-up: whatever was located
+	// in an older generation (answerCache) is stale.
+	gen atomic.Uint64
 }
 
 // clientLocation is where the database puts an address.
@@ -58,8 +63,10 @@ type clientLocation struct {
 }
 
 // openGeoFile reads path and checks that it is a City-style database with
-// coordinates: it opens, its search tree verifies, and at least one network
-// carries a location.
+// coordinates: it opens, its ip_version is 4 or 6, every network leads to a
+// record that decodes, and at least one record carries a location. (The
+// library's own Verify is stricter about metadata than real databases are:
+// it refuses DB-IP City Lite for its empty description.)
 func openGeoFile(path string) (*geoFile, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -69,18 +76,16 @@ func openGeoFile(path string) (*geoFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	name := filepath.Base(path)
 	r, err := maxminddb.OpenBytes(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	if err := r.Verify(); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if v := r.Metadata.IPVersion; v != 4 && v != 6 {
-		return nil, fmt.Errorf("%s: ip_version %d, expected 4 or 6", filepath.Base(path), v)
+		return nil, fmt.Errorf("%s: ip_version %d, expected 4 or 6", name, v)
 	}
-	if !hasAnyLocation(r) {
-		return nil, fmt.Errorf("%s: no network carries latitude/longitude; expected a City database", filepath.Base(path))
+	if err := checkRecords(r); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &geoFile{
 		reader:    r,
@@ -91,18 +96,32 @@ func openGeoFile(path string) (*geoFile, error) {
 	}, nil
 }
 
-// hasAnyLocation reports whether some network of r decodes to coordinates.
-func hasAnyLocation(r *maxminddb.Reader) bool {
+// checkRecords walks every network of r: the search tree must lead to
+// records that decode, and at least one of them must have coordinates. A
+// file that passes never makes a lookup fail; it takes about a second per
+// million networks, once per load.
+func checkRecords(r *maxminddb.Reader) error {
+	seen := map[uintptr]struct{}{}
+	located := false
 	for res := range r.Networks() {
+		if err := res.Err(); err != nil {
+			return err
+		}
+		off := res.Offset()
+		if _, ok := seen[off]; ok {
+			continue
+		}
+		seen[off] = struct{}{}
 		var c coordinates
-		if res.Err() != nil {
-			return false
+		if err := res.Decode(&c); err != nil {
+			return fmt.Errorf("network %s: %w", res.Prefix(), err)
 		}
-		if res.Decode(&c) == nil && c.complete() {
-			return true
-		}
+		located = located || c.complete()
 	}
-	return false
+	if !located {
+		return errors.New("no network carries latitude/longitude; expected a City database")
+	}
+	return nil
 }
 
 // newGeoDB loads every path; any failure is a start-up error.
@@ -113,7 +132,7 @@ func newGeoDB(paths []string) (*geoDB, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := &geoSource{path: p}
+		src := &geoSource{path: p, gen: &db.gen}
 		src.current.Store(f)
 		db.sources = append(db.sources, src)
 	}
@@ -265,20 +284,21 @@ func (db *geoDB) watch(ctx context.Context, every time.Duration) {
 }
 
 // reloadIfChanged swaps in the file at src.path when it differs from the
-// copy in service. A file that does not open or validate keeps the old copy
-// in service; it is reported once, not at every poll.
-func (src *geoSource) reloadIfChanged() {
+// copy in service, and says whether it did. A file that does not open or
+// validate keeps the old copy in service; it is reported once, not at every
+// poll.
+func (src *geoSource) reloadIfChanged() bool {
 	st, err := os.Stat(src.path)
 	cur := src.current.Load()
 	if err == nil && st.ModTime().Equal(cur.modTime) && st.Size() == cur.size {
-		return
+		return false
 	}
 	stamp := "missing"
 	if err == nil {
 		stamp = st.ModTime().String() + "/" + strconv.FormatInt(st.Size(), 10)
 	}
 	if stamp == src.failed {
-		return
+		return false
 	}
 	f, err := openGeoFile(src.path)
 	if err == nil && f.ipVersion != cur.ipVersion {
@@ -288,13 +308,15 @@ func (src *geoSource) reloadIfChanged() {
 		src.failed = stamp
 		dbReloadCount.WithLabelValues("error").Inc()
 		log.Errorf("db %s not reloaded, keeping the copy built %s: %v", src.path, cur.buildTime.UTC().Format(time.RFC3339), err)
-		return
+		return false
 	}
 	src.failed = ""
 	src.current.Store(f)
+	src.gen.Add(1)
 	dbReloadCount.WithLabelValues("ok").Inc()
 	dbBuildTime.WithLabelValues(filepath.Base(src.path)).Set(float64(f.buildTime.Unix()))
 	log.Infof("db %s reloaded, built %s", src.path, f.buildTime.UTC().Format(time.RFC3339))
+	return true
 }
 
 // publishBuildTimes sets the build-time gauge of every file in service.

@@ -38,6 +38,9 @@ type GeoRoute struct {
 	// non-IN classes: other such queries are refused as without it.
 	refuseChaos bool
 
+	// bigAnswers caches the analysis of large answers (a CDN's every pop).
+	bigAnswers answerCache
+
 	// blockFile and blockLine locate the georoute block for errors about
 	// the block as a whole.
 	blockFile string
@@ -174,39 +177,32 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	if !w.routable || res.Rcode != dns.RcodeSuccess || len(res.Question) == 0 {
 		return res, 0
 	}
-	owner := chainEnd(res.Answer, w.qname)
 	g, ex := w.g, w.explain
-	if !g.routes(owner) {
+	a := g.answerInfo(res.Answer, w.qname, w.qtype, &w.reply.small)
+	if !a.routed {
 		if ex != nil {
-			ex.addf("%s is not a georoute name: answer unchanged", owner)
+			ex.addf("%s is not a georoute name: answer unchanged", a.owner)
 		}
 		return res, 0
 	}
-	var targetBuf [16]dns.RR
-	targets := targetBuf[:0]
-	for _, rr := range res.Answer {
-		if isTarget(rr, w.qtype, owner) {
-			targets = append(targets, rr)
-		}
-	}
-	if len(targets) == 0 {
+	if len(a.cands) == 0 {
 		if ex != nil {
-			ex.addf("no %s records at %s: answer unchanged", dns.TypeToString[w.qtype], owner)
+			ex.addf("no %s records at %s: answer unchanged", dns.TypeToString[w.qtype], a.owner)
 		}
 		return res, 0
 	}
 	server := metrics.WithServer(w.ctx)
-	if signed(res.Answer, w.qtype, owner) {
+	if a.signed {
 		if ex != nil {
-			ex.addf("an RRSIG covers %s %s: answer unchanged (signed)", owner, dns.TypeToString[w.qtype])
+			ex.addf("an RRSIG covers %s %s: answer unchanged (signed)", a.owner, dns.TypeToString[w.qtype])
 		} else {
 			requestCount.WithLabelValues(server, "", "signed").Inc()
 		}
 		return res, 0
 	}
 
-	var candBuf [16]candidate
-	cands, failOpen := g.candidates(targets, candBuf[:])
+	cands := a.cands
+	allDown := failOpen(cands)
 	loc := g.db.locate(w.locateBy)
 	source, scope := "remote", w.fallbackScope
 	if w.byECS {
@@ -217,18 +213,15 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	from := loc.at
 	switch {
 	case loc.located:
-		choose(cands, loc.at, g.answers, keptBuf, &v)
+		choose(cands, loc.at, g.answers, allDown, keptBuf, &v)
 	case g.fallback.all:
 		source = "fallback"
-		v.kept = keptBuf
-		for _, c := range cands {
-			v.kept = append(v.kept, c.rr)
-		}
+		v.kept = keepUsable(cands, allDown, keptBuf)
 	default:
 		source, from = "fallback", g.fallback.at
-		choose(cands, g.fallback.at, g.answers, keptBuf, &v)
+		choose(cands, g.fallback.at, g.answers, allDown, keptBuf, &v)
 	}
-	if oneSite(cands) {
+	if oneSite(cands, allDown) {
 		// The answer would be the same for any client: tell resolvers they
 		// may cache it for everybody.
 		scope = 0
@@ -236,10 +229,10 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 
 	if ex != nil {
 		w.explainClient(ex, loc)
-		w.explainCandidates(ex, targets, from, loc.located || !g.fallback.all, failOpen)
+		w.explainCandidates(ex, cands, from, loc.located || !g.fallback.all, allDown)
 		explainChoice(ex, v.kept, scope)
 	} else {
-		if failOpen {
+		if allDown {
 			failOpenCount.WithLabelValues(server).Inc()
 		}
 		popID := ""
@@ -252,11 +245,13 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		}
 	}
 
+	// The routed RRset takes the place of the first of its records; the
+	// rest of the answer (CNAMEs, other records) keeps its order.
 	out := w.reply.copyOf(res)
 	out.Answer = w.reply.answer[:0]
 	inserted := false
-	for _, rr := range res.Answer {
-		if !isTarget(rr, w.qtype, owner) {
+	for i, rr := range res.Answer {
+		if !a.target[i] {
 			out.Answer = append(out.Answer, rr)
 			continue
 		}
@@ -268,6 +263,25 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 		}
 	}
 	return out, scope
+}
+
+// answerInfo returns the analysis of answer: from the cache for a large
+// answer seen before, else computed into buf (a small answer) or into a new
+// entry that is cached (a large one).
+func (g *GeoRoute) answerInfo(answer []dns.RR, qname string, qtype uint16, buf *smallAnswer) *answerInfo {
+	if len(answer) <= largeAnswer {
+		buf.target, buf.cands = buf.targetBuf[:0], buf.candBuf[:0]
+		g.analyze(&buf.answerInfo, answer, qname, qtype)
+		return &buf.answerInfo
+	}
+	gen := g.db.gen.Load()
+	if a := g.bigAnswers.get(answer, qname, qtype, gen); a != nil {
+		return a
+	}
+	a := &answerInfo{qname: qname, qtype: qtype, dbGen: gen}
+	g.analyze(a, answer, qname, qtype)
+	g.bigAnswers.put(answer, a)
+	return a
 }
 
 // routes reports whether name is one of the configured names or below one.

@@ -32,3 +32,7 @@ func distanceKm(p, q point) float64 {
 	}
 	return 2 * earthRadiusKm * math.Asin(chord/2)
 }
+
+// lat and lon turn a point back into degrees, for explanations.
+func (p point) lat() float64 { return math.Asin(max(-1, min(1, p.z))) * 180 / math.Pi }
+func (p point) lon() float64 { return math.Atan2(p.y, p.x) * 180 / math.Pi }

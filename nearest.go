@@ -7,7 +7,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-// candidate is one address record of the answer being routed.
+// candidate is one address record of the answer being routed. Everything
+// in it is fixed for a given answer and database; health is read live
+// through pa, so a candidate list can be kept across queries.
 type candidate struct {
 	rr   dns.RR
 	addr netip.Addr
@@ -15,13 +17,14 @@ type candidate struct {
 	// no pop claims (an anonymous site of its own) a number after every pop's
 	// in answer order, so that ties keep the answer's order.
 	site    int
-	pop     *pop // nil for an anonymous site
+	pop     *pop        // nil for an anonymous site
+	pa      *popAddress // nil for an anonymous site, which is always healthy
 	at      point
 	located bool
-	healthy bool
-	taken   bool
-	near    float64 // closeness to the client, larger is nearer
 }
+
+// healthy reads the candidate's health as the checker last published it.
+func (c *candidate) healthy() bool { return c.pa == nil || c.pa.healthy() }
 
 // verdict is what the routing decided for one answer.
 type verdict struct {
@@ -33,51 +36,50 @@ type verdict struct {
 	// nearestAt is the first chosen site's position, valid when chose is set.
 	nearestAt point
 	chose     bool
-	// oneSite is set when every healthy candidate belongs to one site: the
-	// answer is then the same wherever the client is.
-	oneSite  bool
-	failOpen bool
 }
 
-// candidates turns the address records of the answer into candidates and
-// applies health: unhealthy ones are dropped unless every one is down, in
-// which case all are kept (fail open: a checker that sees every backend down
-// is more likely broken than the backends).
-func (g *GeoRoute) candidates(rrs []dns.RR, buf []candidate) ([]candidate, bool) {
+// candidates turns the address records of an answer into candidates:
+// which pop serves each, or where the database places an address no pop
+// claims.
+func (g *GeoRoute) candidates(rrs []dns.RR, buf []candidate) []candidate {
 	cands := buf[:0]
-	anyHealthy := false
 	for i, rr := range rrs {
-		c := candidate{rr: rr, addr: addrOf(rr), healthy: true}
+		c := candidate{rr: rr, addr: addrOf(rr)}
 		if pa, ok := g.byAddr[c.addr]; ok {
-			c.pop, c.site, c.at, c.located = pa.pop, pa.pop.rank, pa.pop.at, true
-			c.healthy = pa.healthy()
+			c.pop, c.pa, c.site, c.at, c.located = pa.pop, pa, pa.pop.rank, pa.pop.at, true
 		} else {
 			c.site = len(g.pops) + i
 			if loc := g.db.locate(c.addr); loc.located {
 				c.at, c.located = loc.at, true
 			}
 		}
-		anyHealthy = anyHealthy || c.healthy
 		cands = append(cands, c)
 	}
-	if !anyHealthy {
-		return cands, true
-	}
-	healthy := cands[:0]
-	for _, c := range cands {
-		if c.healthy {
-			healthy = append(healthy, c)
+	return cands
+}
+
+// failOpen reports whether every candidate is down. Then all count as
+// healthy: a checker that sees every backend down is more likely broken
+// than the backends, and the client still gets its nearest site.
+func failOpen(cands []candidate) bool {
+	for i := range cands {
+		if cands[i].healthy() {
+			return false
 		}
 	}
-	return healthy, false
+	return true
 }
+
+// usable reports whether a candidate may be served: it is healthy, or
+// every candidate is down.
+func (c *candidate) usable(failOpen bool) bool { return failOpen || c.healthy() }
 
 // siteScore is a site's closeness to the client and the candidate that
 // stands for it.
 type siteScore struct {
 	near float64
 	site int
-	at   int // index of a candidate of the site
+	at   int // index of the site's first usable candidate
 }
 
 // nearer orders sites: closer first, equidistant ones by declaration order
@@ -86,17 +88,17 @@ func (a siteScore) nearer(b siteScore) bool {
 	return a.near > b.near || (a.near == b.near && a.site < b.site)
 }
 
-// choose keeps the addresses of the n sites nearest to client, nearest
-// first; equidistant sites go in declaration order. Addresses that cannot be
-// located are dropped as soon as any candidate can be.
-func choose(cands []candidate, client point, n int, out []dns.RR, v *verdict) {
+// choose keeps the usable addresses of the n sites nearest to client,
+// nearest first; equidistant sites go in declaration order. Addresses that
+// cannot be located are dropped as soon as any usable candidate can be.
+func choose(cands []candidate, client point, n int, failOpen bool, out []dns.RR, v *verdict) {
 	// One pass keeps the n nearest distinct sites (n is small, usually 1),
 	// whatever the number of pops: no sorting, no trigonometry.
 	var topBuf [8]siteScore
 	top := topBuf[:0]
 	for i := range cands {
 		c := &cands[i]
-		if !c.located {
+		if !c.located || !c.usable(failOpen) {
 			continue
 		}
 		s := siteScore{near: client.closeness(c.at), site: c.site, at: i}
@@ -116,20 +118,18 @@ func choose(cands []candidate, client point, n int, out []dns.RR, v *verdict) {
 		}
 	}
 	if len(top) == 0 {
-		// Nothing could be located: every candidate is as good as another.
-		for _, c := range cands {
-			out = append(out, c.rr)
-		}
-		v.kept = out
+		// Nothing could be located: every usable candidate is as good as
+		// another.
+		v.kept = keepUsable(cands, failOpen, out)
 		return
 	}
-	first := cands[top[0].at]
+	first := &cands[top[0].at]
 	v.nearest, v.nearestAt, v.chose = first.pop, first.at, true
 	for _, t := range top {
+		// A site's usable addresses start at the one that stands for it: it
+		// is the first of them the pass above met.
 		for i := t.at; i < len(cands); i++ {
-			// A site's addresses start at the one that stands for it: it is
-			// the first of them the pass above met.
-			if cands[i].site == t.site {
+			if cands[i].site == t.site && cands[i].usable(failOpen) {
 				out = append(out, cands[i].rr)
 			}
 		}
@@ -137,12 +137,29 @@ func choose(cands []candidate, client point, n int, out []dns.RR, v *verdict) {
 	v.kept = out
 }
 
-// oneSite reports whether every candidate belongs to the same site.
-func oneSite(cands []candidate) bool {
-	for _, c := range cands[1:] {
-		if c.site != cands[0].site {
+// keepUsable appends every usable candidate's record to out, in answer
+// order: the answer for a client that cannot be located with `fallback all`.
+func keepUsable(cands []candidate, failOpen bool, out []dns.RR) []dns.RR {
+	for i := range cands {
+		if cands[i].usable(failOpen) {
+			out = append(out, cands[i].rr)
+		}
+	}
+	return out
+}
+
+// oneSite reports whether every usable candidate belongs to the same site:
+// the answer is then the same wherever the client is.
+func oneSite(cands []candidate, failOpen bool) bool {
+	site := -1
+	for i := range cands {
+		if !cands[i].usable(failOpen) {
+			continue
+		}
+		if site >= 0 && cands[i].site != site {
 			return false
 		}
+		site = cands[i].site
 	}
 	return true
 }

@@ -2,8 +2,8 @@ package georoute
 
 import "github.com/miekg/dns"
 
-// replyStorage holds everything a tailored reply is made of: the copy of
-// the next plugin's message, its new answer and additional sections, the OPT
+// replyStorage holds everything a tailored reply is made of: the analysis
+// of a small answer, the copy of the next plugin's message, its new answer and additional sections, the OPT
 // RR with the ECS echo, and TTL-capped copies of address records. It lives
 // inside the per-query routingWriter, so that tailoring a reply costs that
 // one allocation in the common case; larger replies spill to the heap.
@@ -12,6 +12,7 @@ import "github.com/miekg/dns"
 // georoute (log, metrics) keep the written message until their own
 // ServeDNS returns.
 type replyStorage struct {
+	small   smallAnswer
 	msg     dns.Msg
 	kept    [8]dns.RR
 	answer  [8]dns.RR

