@@ -84,12 +84,12 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		// ECS is read before the next plugin runs: the server's scrub writer
 		// edits the request's OPT when the reply is written.
 		if subnet, err = parseClientSubnet(r); err != nil {
-			ecsCount.WithLabelValues("formerr").Inc()
+			ecsFormerr.Inc()
 			w.WriteMsg(formErr(r))
 			return dns.RcodeSuccess, nil
 		}
 	} else if hasClientSubnet(r) {
-		ecsCount.WithLabelValues("ignored").Inc()
+		ecsIgnored.Inc()
 	}
 
 	q := r.Question[0]
@@ -109,10 +109,10 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if subnet.present {
 		if usable, scope := subnet.usable(); usable {
 			rw.locateBy, rw.byECS = subnet.address.Unmap(), true
-			ecsCount.WithLabelValues("used").Inc()
+			ecsUsed.Inc()
 		} else {
 			rw.fallbackScope = scope
-			ecsCount.WithLabelValues("ignored").Inc()
+			ecsIgnored.Inc()
 		}
 	}
 	if explain {

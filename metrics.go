@@ -42,6 +42,12 @@ var (
 		Name:      "ecs_total",
 		Help:      "Counter of queries with an EDNS Client Subnet option by what became of it (used, ignored, formerr).",
 	}, []string{"result"})
+
+	// ecsUsed, ecsIgnored and ecsFormerr are ecsCount's series, resolved
+	// once rather than at every query.
+	ecsUsed    = ecsCount.WithLabelValues("used")
+	ecsIgnored = ecsCount.WithLabelValues("ignored")
+	ecsFormerr = ecsCount.WithLabelValues("formerr")
 )
 
 var (

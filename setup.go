@@ -217,12 +217,9 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 	}
 	g.health = newHealthChecker(hc, g.pops)
 	// Series for every outcome from the start, so that rate() and
-	// increase() see the first event.
+	// increase() see the first event (ecs_total's exist from init).
 	for _, r := range []string{"ok", "error"} {
 		dbReloadCount.WithLabelValues(r)
-	}
-	for _, r := range []string{"used", "ignored", "formerr"} {
-		ecsCount.WithLabelValues(r)
 	}
 	if g.debug {
 		// The server refuses every class but IN unless a plugin asks for

@@ -136,22 +136,28 @@ func (s *server) start() {
 	s.t.Cleanup(s.stop)
 }
 
-// stop ends the server: SIGTERM, then SIGKILL if it lingers.
+// stop ends the server.
 func (s *server) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	stopProcess(s.cmd, s.exited)
+}
+
+// stopProcess ends a process the tests started: SIGTERM, then SIGKILL if
+// it lingers. exited is closed when the process has been waited for.
+func stopProcess(cmd *exec.Cmd, exited chan struct{}) {
 	select {
-	case <-s.exited:
+	case <-exited:
 		return
 	default:
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.exited:
+	case <-exited:
 	case <-time.After(5 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
+		cmd.Process.Kill()
+		<-exited
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -117,15 +116,7 @@ func (r *resolver) run(t *testing.T, bin string, args ...string) {
 		t.Fatal(err)
 	}
 	go func() { r.cmd.Wait(); close(r.exited) }()
-	t.Cleanup(func() {
-		r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.exited:
-		case <-time.After(5 * time.Second):
-			r.cmd.Process.Kill()
-			<-r.exited
-		}
-	})
+	t.Cleanup(func() { stopProcess(r.cmd, r.exited) })
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
