@@ -166,12 +166,14 @@ func BenchmarkDecision(b *testing.B) {
 				client := netip.MustParsePrefix(db.client).Addr()
 				var small smallAnswer
 				var keptBuf [16]dns.RR
+				upBuf := make([]bool, 0, pops)
 				b.ReportAllocs()
 				for b.Loop() {
 					loc := g.db.locate(client)
 					a := g.answerInfo(z.answer, "www.example.org.", dns.TypeA, &small)
+					up, _ := health(a.cands, upBuf)
 					var v verdict
-					choose(a.cands, loc.at, 1, failOpen(a.cands), keptBuf[:0], &v)
+					choose(a.cands, up, loc.at, 1, keptBuf[:0], &v)
 					if !v.chose {
 						b.Fatal("no pop chosen")
 					}
@@ -224,10 +226,11 @@ func BenchmarkChoose(b *testing.B) {
 			}
 			client := pointAt(51.5074, -0.1278)
 			var buf [16]dns.RR
+			up, _ := health(cands, nil)
 			b.ReportAllocs()
 			for b.Loop() {
 				var v verdict
-				choose(cands, client, 1, false, buf[:0], &v)
+				choose(cands, up, client, 1, buf[:0], &v)
 			}
 		})
 	}

@@ -102,7 +102,7 @@ func (w *routingWriter) explainClient(ex *explanation, loc clientLocation) {
 
 // explainCandidates lists every address of the answer with its site, health
 // and distance from where the client is taken to stand.
-func (w *routingWriter) explainCandidates(ex *explanation, cands []candidate, from point, placed, allDown bool) {
+func (w *routingWriter) explainCandidates(ex *explanation, cands []candidate, up []bool, from point, placed, allDown bool) {
 	for i := range cands {
 		c := &cands[i]
 		site, health := "anonymous site, not located", "healthy"
@@ -112,8 +112,8 @@ func (w *routingWriter) explainCandidates(ex *explanation, cands []candidate, fr
 		case c.located:
 			site = fmt.Sprintf("anonymous site at %.4f %.4f", c.at.lat(), c.at.lon())
 		}
-		if !c.healthy() {
-			health = "down"
+		if allDown || !up[i] {
+			health = "down" // as this query saw it
 		}
 		distance := ""
 		if placed && c.located {

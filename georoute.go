@@ -202,7 +202,7 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	}
 
 	cands := a.cands
-	allDown := failOpen(cands)
+	up, allDown := health(cands, w.reply.upBuf(len(cands)))
 	loc := g.db.locate(w.locateBy)
 	source, scope := "remote", w.fallbackScope
 	if w.byECS {
@@ -213,15 +213,15 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 	from := loc.at
 	switch {
 	case loc.located:
-		choose(cands, loc.at, g.answers, allDown, keptBuf, &v)
+		choose(cands, up, loc.at, g.answers, keptBuf, &v)
 	case g.fallback.all:
 		source = "fallback"
-		v.kept = keepUsable(cands, allDown, keptBuf)
+		v.kept = keepUp(cands, up, keptBuf)
 	default:
 		source, from = "fallback", g.fallback.at
-		choose(cands, g.fallback.at, g.answers, allDown, keptBuf, &v)
+		choose(cands, up, g.fallback.at, g.answers, keptBuf, &v)
 	}
-	if oneSite(cands, allDown) {
+	if oneSite(cands, up) {
 		// The answer would be the same for any client: tell resolvers they
 		// may cache it for everybody.
 		scope = 0
@@ -229,7 +229,7 @@ func (w *routingWriter) route(res *dns.Msg) (*dns.Msg, int) {
 
 	if ex != nil {
 		w.explainClient(ex, loc)
-		w.explainCandidates(ex, cands, from, loc.located || !g.fallback.all, allDown)
+		w.explainCandidates(ex, cands, up, from, loc.located || !g.fallback.all, allDown)
 		explainChoice(ex, v.kept, scope)
 	} else {
 		if allDown {

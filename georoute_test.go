@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coredns/caddy"
@@ -750,4 +751,38 @@ type georouteTestNilRecorder struct {
 func (w *georouteTestNilRecorder) WriteMsg(m *dns.Msg) error {
 	w.wrote, w.msg = true, m
 	return nil
+}
+
+// A query decides on one view of health: with the checker flipping the one
+// healthy pop up and down, every answer still holds it (healthy, or every
+// candidate down and failing open), never nothing.
+func TestHealthChangingDuringAQueryNeverEmptiesTheAnswer(t *testing.T) {
+	g := georouteTestNew(t, "")
+	g.Next = georouteTestNewZone(t)
+	georouteTestSetDown(t, g, "nyc", "nrt", "tie-first", "tie-second")
+	t.Cleanup(func() { georouteTestSetDown(t, g) })
+	lhr := g.byAddr[netip.MustParseAddr("198.51.100.10")]
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			lhr.down.Store(!lhr.down.Load())
+		}
+	}()
+	empty := 0
+	for range 20000 {
+		q := new(dns.Msg)
+		q.SetQuestion("www.example.org.", dns.TypeA)
+		rec := dnstest.NewRecorder(georouteTestRemote("127.0.0.2"))
+		g.ServeDNS(context.Background(), rec, q)
+		if len(rec.Msg.Answer) == 0 {
+			empty++
+		}
+	}
+	stop.Store(true)
+	<-done
+	if empty > 0 {
+		t.Fatalf("%d of 20000 answers lost every address while health changed", empty)
+	}
 }

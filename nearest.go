@@ -58,21 +58,28 @@ func (g *GeoRoute) candidates(rrs []dns.RR, buf []candidate) []candidate {
 	return cands
 }
 
-// failOpen reports whether every candidate is down. Then all count as
-// healthy: a checker that sees every backend down is more likely broken
-// than the backends, and the client still gets its nearest site.
-func failOpen(cands []candidate) bool {
+// health reads every candidate's health once, into up (which it returns,
+// built on buf): a query must decide on one view of it, since the checker
+// may change it at any time. When every candidate is down all count as up
+// (fail open, reported by failOpen): a checker that sees every backend down
+// is more likely broken than the backends, and the client still gets its
+// nearest site.
+func health(cands []candidate, buf []bool) (up []bool, failOpen bool) {
+	up = buf[:0]
+	anyUp := false
 	for i := range cands {
-		if cands[i].healthy() {
-			return false
-		}
+		h := cands[i].healthy()
+		up = append(up, h)
+		anyUp = anyUp || h
 	}
-	return true
+	if anyUp {
+		return up, false
+	}
+	for i := range up {
+		up[i] = true
+	}
+	return up, true
 }
-
-// usable reports whether a candidate may be served: it is healthy, or
-// every candidate is down.
-func (c *candidate) usable(failOpen bool) bool { return failOpen || c.healthy() }
 
 // siteScore is a site's closeness to the client and the candidate that
 // stands for it.
@@ -88,17 +95,18 @@ func (a siteScore) nearer(b siteScore) bool {
 	return a.near > b.near || (a.near == b.near && a.site < b.site)
 }
 
-// choose keeps the usable addresses of the n sites nearest to client,
-// nearest first; equidistant sites go in declaration order. Addresses that
-// cannot be located are dropped as soon as any usable candidate can be.
-func choose(cands []candidate, client point, n int, failOpen bool, out []dns.RR, v *verdict) {
+// choose keeps the addresses of the n sites nearest to client among the
+// candidates that are up (up[i], from health), nearest first; equidistant
+// sites go in declaration order. Addresses that cannot be located are
+// dropped as soon as any candidate that is up can be.
+func choose(cands []candidate, up []bool, client point, n int, out []dns.RR, v *verdict) {
 	// One pass keeps the n nearest distinct sites (n is small, usually 1),
 	// whatever the number of pops: no sorting, no trigonometry.
 	var topBuf [8]siteScore
 	top := topBuf[:0]
 	for i := range cands {
 		c := &cands[i]
-		if !c.located || !c.usable(failOpen) {
+		if !c.located || !up[i] {
 			continue
 		}
 		s := siteScore{near: client.closeness(c.at), site: c.site, at: i}
@@ -118,9 +126,9 @@ func choose(cands []candidate, client point, n int, failOpen bool, out []dns.RR,
 		}
 	}
 	if len(top) == 0 {
-		// Nothing could be located: every usable candidate is as good as
-		// another.
-		v.kept = keepUsable(cands, failOpen, out)
+		// Nothing could be located: every candidate that is up is as good
+		// as another.
+		v.kept = keepUp(cands, up, out)
 		return
 	}
 	first := &cands[top[0].at]
@@ -129,7 +137,7 @@ func choose(cands []candidate, client point, n int, failOpen bool, out []dns.RR,
 		// A site's usable addresses start at the one that stands for it: it
 		// is the first of them the pass above met.
 		for i := t.at; i < len(cands); i++ {
-			if cands[i].site == t.site && cands[i].usable(failOpen) {
+			if cands[i].site == t.site && up[i] {
 				out = append(out, cands[i].rr)
 			}
 		}
@@ -137,23 +145,24 @@ func choose(cands []candidate, client point, n int, failOpen bool, out []dns.RR,
 	v.kept = out
 }
 
-// keepUsable appends every usable candidate's record to out, in answer
-// order: the answer for a client that cannot be located with `fallback all`.
-func keepUsable(cands []candidate, failOpen bool, out []dns.RR) []dns.RR {
+// keepUp appends the record of every candidate that is up to out, in
+// answer order: the answer for a client that cannot be located with
+// `fallback all`.
+func keepUp(cands []candidate, up []bool, out []dns.RR) []dns.RR {
 	for i := range cands {
-		if cands[i].usable(failOpen) {
+		if up[i] {
 			out = append(out, cands[i].rr)
 		}
 	}
 	return out
 }
 
-// oneSite reports whether every usable candidate belongs to the same site:
-// the answer is then the same wherever the client is.
-func oneSite(cands []candidate, failOpen bool) bool {
+// oneSite reports whether every candidate that is up belongs to the same
+// site: the answer is then the same wherever the client is.
+func oneSite(cands []candidate, up []bool) bool {
 	site := -1
 	for i := range cands {
-		if !cands[i].usable(failOpen) {
+		if !up[i] {
 			continue
 		}
 		if site >= 0 && cands[i].site != site {

@@ -76,7 +76,8 @@ func TestChoose(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var v verdict
-			choose(tc.cands, tc.client, tc.n, false, nil, &v)
+			up, _ := health(tc.cands, nil)
+			choose(tc.cands, up, tc.client, tc.n, nil, &v)
 			if got := nearestTestAddrs(v.kept); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("kept %v, want %v", got, tc.want)
 			}
@@ -94,7 +95,7 @@ func TestChoose(t *testing.T) {
 	t.Run("the kept records are appended to the given buffer", func(t *testing.T) {
 		var buf [4]dns.RR
 		var v verdict
-		choose([]candidate{nyc("192.0.2.10")}, london, 1, false, buf[:0], &v)
+		choose([]candidate{nyc("192.0.2.10")}, []bool{true}, london, 1, buf[:0], &v)
 		if len(v.kept) != 1 || &v.kept[0] != &buf[0] {
 			t.Fatal("choose did not use the buffer it was given")
 		}
@@ -129,9 +130,9 @@ func TestCandidates(t *testing.T) {
 			georouteTestSetDown(t, g, tc.down...)
 			t.Cleanup(func() { georouteTestSetDown(t, g) })
 			cands := g.candidates(tc.rrs, nil)
-			allDown := failOpen(cands)
+			up, allDown := health(cands, nil)
 			var got []string
-			for _, rr := range keepUsable(cands, allDown, nil) {
+			for _, rr := range keepUp(cands, up, nil) {
 				got = append(got, addrOf(rr).String())
 			}
 			if !reflect.DeepEqual(got, tc.want) || allDown != tc.failOpen {
@@ -179,11 +180,11 @@ func TestOneSite(t *testing.T) {
 		down := &popAddress{}
 		down.down.Store(true)
 		cands := []candidate{{site: 1, pa: down}, {site: 2}}
-		if !oneSite(cands, false) {
+		if up, _ := health(cands, nil); !oneSite(cands, up) {
 			t.Error("oneSite = false with the other site down")
 		}
-		if oneSite(cands, true) {
-			t.Error("oneSite = true when failing open, where both sites count")
+		if oneSite(cands, []bool{true, true}) {
+			t.Error("oneSite = true with both sites up")
 		}
 	})
 	for _, tc := range tests {
@@ -192,7 +193,8 @@ func TestOneSite(t *testing.T) {
 			for _, s := range tc.sites {
 				cands = append(cands, candidate{site: s})
 			}
-			if got := oneSite(cands, false); got != tc.want {
+			up, _ := health(cands, nil)
+			if got := oneSite(cands, up); got != tc.want {
 				t.Fatalf("oneSite = %v, want %v", got, tc.want)
 			}
 		})

@@ -13,6 +13,7 @@ import "github.com/miekg/dns"
 // ServeDNS returns.
 type replyStorage struct {
 	small   smallAnswer
+	up      [largeAnswer]bool
 	msg     dns.Msg
 	kept    [8]dns.RR
 	answer  [8]dns.RR
@@ -25,6 +26,14 @@ type replyStorage struct {
 	aaaa    [4]dns.AAAA
 	nA      int
 	nAAAA   int
+}
+
+// upBuf returns room for the health of n candidates.
+func (s *replyStorage) upBuf(n int) []bool {
+	if n <= len(s.up) {
+		return s.up[:0]
+	}
+	return make([]bool, 0, n)
 }
 
 // copyOf returns a shallow copy of res, backed by the storage.
