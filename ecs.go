@@ -29,7 +29,13 @@ var errMalformedECS = errors.New("malformed EDNS Client Subnet option")
 // not 0, address bits set beyond SOURCE, and an ADDRESS that is not exactly
 // SOURCE bits rounded up to whole octets (§6: "MUST NOT contain" more, and
 // truncation is exactly to that length).
-func parseClientSubnet(r *dns.Msg) (clientSubnet, error) {
+func parseClientSubnet(r *dns.Msg) (clientSubnet, error) { return readClientSubnet(r, true) }
+
+// readClientSubnet is parseClientSubnet; without wireLength it trusts the
+// ADDRESS length, for server blocks where a plugin above georoute (rewrite
+// edns0) may have edited the OPT RR after it was received, leaving its
+// RDLENGTH stale.
+func readClientSubnet(r *dns.Msg, wireLength bool) (clientSubnet, error) {
 	var opt *dns.OPT
 	for _, rr := range r.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
@@ -54,7 +60,7 @@ func parseClientSubnet(r *dns.Msg) (clientSubnet, error) {
 	if ecs == nil {
 		return clientSubnet{}, nil
 	}
-	if ecs.SourceScope != 0 || !wireLengthCanonical(opt, ecs) {
+	if ecs.SourceScope != 0 || (wireLength && !wireLengthCanonical(opt, ecs)) {
 		return clientSubnet{}, errMalformedECS
 	}
 

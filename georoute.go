@@ -40,6 +40,13 @@ type GeoRoute struct {
 
 	// bigAnswers caches the analysis of large answers (a CDN's every pop).
 	bigAnswers answerCache
+	// freshAnswers is set when cache sits below georoute in the block: it
+	// hands out a new RR slice for every reply, so caching by the slice's
+	// identity would only cost.
+	freshAnswers bool
+	// opaqueOPT is set when rewrite (which may edit the OPT RR, edns0 rules)
+	// runs above georoute: the received RDLENGTH can no longer be trusted.
+	opaqueOPT bool
 
 	// blockFile and blockLine locate the georoute block for errors about
 	// the block as a whole.
@@ -83,7 +90,7 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		var err error
 		// ECS is read before the next plugin runs: the server's scrub writer
 		// edits the request's OPT when the reply is written.
-		if subnet, err = parseClientSubnet(r); err != nil {
+		if subnet, err = readClientSubnet(r, !g.opaqueOPT); err != nil {
 			ecsFormerr.Inc()
 			w.WriteMsg(formErr(r))
 			return dns.RcodeSuccess, nil
@@ -95,13 +102,8 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	q := r.Question[0]
 	routable := (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && q.Qclass == dns.ClassINET
 	explain := g.isExplainQuery(q)
-	if g.refuseChaos && q.Qclass != dns.ClassINET && !explain {
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeRefused)
-		w.WriteMsg(m)
-		return dns.RcodeSuccess, nil
-	}
-	if !routable && !subnet.present && !explain {
+	refuse := g.refuseChaos && q.Qclass != dns.ClassINET && !explain
+	if !routable && !subnet.present && !explain && !refuse {
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
 
@@ -115,11 +117,17 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			ecsIgnored.Inc()
 		}
 	}
+	if refuse {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		rw.WriteMsg(m)
+		return dns.RcodeSuccess, nil
+	}
 	if explain {
 		return g.explain(ctx, w, r, rw)
 	}
 	rcode, err := plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
-	if subnet.present && !plugin.ClientWrite(rcode) {
+	if subnet.present && !plugin.ClientWrite(rcode) && !rw.wrote {
 		// The server would write this error reply itself, past georoute and
 		// without the ECS option; write it here so that it carries the echo.
 		m := new(dns.Msg)
@@ -151,12 +159,15 @@ type routingWriter struct {
 	// explain, when set, collects how the answer is chosen instead of
 	// counting it in the metrics (the debug explain query).
 	explain *explanation
+	// wrote is set once the next plugin has written its reply.
+	wrote bool
 
 	reply replyStorage
 }
 
 // WriteMsg implements dns.ResponseWriter.
 func (w *routingWriter) WriteMsg(res *dns.Msg) error {
+	w.wrote = true
 	if res == nil {
 		return w.ResponseWriter.WriteMsg(res)
 	}
@@ -273,6 +284,11 @@ func (g *GeoRoute) answerInfo(answer []dns.RR, qname string, qtype uint16, buf *
 		buf.target, buf.cands = buf.targetBuf[:0], buf.candBuf[:0]
 		g.analyze(&buf.answerInfo, answer, qname, qtype)
 		return &buf.answerInfo
+	}
+	if g.freshAnswers {
+		a := &answerInfo{}
+		g.analyze(a, answer, qname, qtype)
+		return a
 	}
 	gen := g.db.gen.Load()
 	if a := g.bigAnswers.get(answer, qname, qtype, gen); a != nil {

@@ -786,3 +786,50 @@ func TestHealthChangingDuringAQueryNeverEmptiesTheAnswer(t *testing.T) {
 		t.Fatalf("%d of 20000 answers lost every address while health changed", empty)
 	}
 }
+
+// georouteTestRefusingZone writes a REFUSED reply and returns REFUSED, as
+// template does for `rcode REFUSED`.
+type georouteTestRefusingZone struct{}
+
+func (georouteTestRefusingZone) Name() string { return "template" }
+
+func (georouteTestRefusingZone) ServeDNS(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeRefused)
+	m.Ns = []dns.RR{test.SOA("example.org. 300 IN SOA ns1.example.org. h.example.org. 1 2 3 4 5")}
+	w.WriteMsg(m)
+	return dns.RcodeRefused, nil
+}
+
+// georouteTestAllWrites keeps every reply written, and what each said when
+// it was written.
+type georouteTestAllWrites struct {
+	*georouteTestWriter
+	msgs  []*dns.Msg
+	texts []string
+}
+
+func (k *georouteTestAllWrites) WriteMsg(m *dns.Msg) error {
+	k.msgs = append(k.msgs, m)
+	k.texts = append(k.texts, m.String())
+	return nil
+}
+
+// A plugin below that writes its error reply and also returns the error
+// code gets that one reply, with the echo; georoute writes its own only
+// when nothing was written.
+func TestErrorReplyOfTheNextPluginIsWrittenOnce(t *testing.T) {
+	g := georouteTestNew(t, "")
+	g.Next = georouteTestRefusingZone{}
+	w := &georouteTestAllWrites{georouteTestWriter: georouteTestRemote("127.0.0.2")}
+	g.ServeDNS(context.Background(), w, ecsTestQuery(t, "www.example.org.", dns.TypeA, "198.18.2.0/24"))
+	if len(w.msgs) != 1 {
+		t.Fatalf("%d replies written; want the next plugin's one", len(w.msgs))
+	}
+	if got := w.msgs[0].String(); got != w.texts[0] {
+		t.Errorf("the reply changed after it was written:\nwas %s\nnow %s", w.texts[0], got)
+	}
+	if len(w.msgs[0].Ns) != 1 || w.msgs[0].IsEdns0() == nil {
+		t.Errorf("reply lost its authority section or its OPT: %s", w.msgs[0])
+	}
+}

@@ -34,6 +34,8 @@ func setup(c *caddy.Controller) error {
 			return plugin.Error(pluginName, err)
 		}
 		g.refuseChaos = chaosOpenedOnlyByGeoroute(config)
+		g.freshAnswers = config.Handler("cache") != nil
+		g.opaqueOPT = config.Handler("rewrite") != nil
 		g.warnLoadbalance(config)
 		return g.start()
 	})
@@ -341,6 +343,10 @@ func parseECSPolicy(c *caddy.Controller, args []string) (ecsPolicy, error) {
 			n, err := netip.ParsePrefix(s)
 			if err != nil {
 				return ecsPolicy{}, c.Errf("ecs trust %q is not a CIDR; expected e.g. 192.0.2.0/24 or 2001:db8::/32", s)
+			}
+			if n.Addr().Is4In6() && n.Bits() >= 96 {
+				// Source addresses are compared unmapped.
+				n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-96)
 			}
 			p.trusted = append(p.trusted, n.Masked())
 		}

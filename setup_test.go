@@ -285,6 +285,18 @@ func validCorefiles() []validCorefile {
 			},
 		},
 		{
+			name:  "ecs trust of an IPv4-mapped network trusts the IPv4 resolvers in it",
+			input: "georoute {\n\tdb $DB\n\tecs trust ::ffff:127.0.0.0/104\n}",
+			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
+				if want := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}; !slices.Equal(g.ecs.trusted, want) {
+					t.Errorf("trust %v, want %v", g.ecs.trusted, want)
+				}
+				if !g.ecs.honours(netip.MustParseAddr("127.0.0.1")) {
+					t.Error("127.0.0.1 is not trusted")
+				}
+			},
+		},
+		{
 			name:  "fallback LAT LON puts unlocated clients there",
 			input: "georoute {\n\tdb $DB\n\tfallback 50.1 8.6\n}",
 			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {

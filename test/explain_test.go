@@ -103,6 +103,9 @@ func TestExplainQuery(t *testing.T) {
 				t.Errorf("%v: status %s; want REFUSED as without debug", q, r.status)
 			}
 		}
+		if r := on.query("-c", "CH", "-t", "TXT", "static.example.org", "+subnet=198.18.2.0/24"); r.status != "REFUSED" || r.ecs != "198.18.2.0/24/0" {
+			t.Errorf("CH query with ECS: status %s, ECS %q; want REFUSED with the echo 198.18.2.0/24/0", r.status, r.ecs)
+		}
 	})
 
 	t.Run("debug changes no ordinary answer", func(t *testing.T) {
