@@ -1,6 +1,7 @@
 package georoute
 
 import (
+	"bytes"
 	"slices"
 	"sync/atomic"
 	"unsafe"
@@ -90,12 +91,27 @@ func (c *answerCache) get(answer []dns.RR, qname string, qtype uint16, dbGen uin
 	}
 	// The same records, by pointer, in the same order: a slice changed in
 	// place, or new records at a reused address, are a miss.
-	for i, rr := range answer {
-		if a.records[i] != rr {
-			return nil
-		}
+	if !sameRecords(a.records, answer) {
+		return nil
 	}
 	return a
+}
+
+// sameRecords reports whether a and b hold the same records in the same
+// order: a == b element by element, done as one comparison of their memory.
+// Two interface values are equal exactly when their type and data words
+// are, and a record is a pointer, so this is the identity of every record
+// at the cost of a memcmp (a thousand records in a fraction of a
+// microsecond, where comparing interfaces one by one takes over one).
+func sameRecords(a, b []dns.RR) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 {
+		return true
+	}
+	n := len(a) * int(unsafe.Sizeof(a[0]))
+	return bytes.Equal(unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), n), unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
 }
 
 // put caches the analysis a of answer; a must not change afterwards.
