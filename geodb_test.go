@@ -455,3 +455,42 @@ func TestReloadIfChanged(t *testing.T) {
 		}
 	})
 }
+
+// The /24 cache never changes where an address is placed: a /24 that
+// straddles database networks is not cached, and a database swap retires
+// every entry.
+func TestLocateSubnetCache(t *testing.T) {
+	db := geodbTestOpen(t, geodbTestCity)
+	place := func(s string) clientLocation { return db.locate(netip.MustParseAddr(s)) }
+	net24 := uint32(198)<<16 | 18<<8 | 2
+	slotOf := func() *subnetPlace { return db.subnets[(net24*0x9E3779B1)>>(32-subnetCacheBits)].Load() }
+
+	t.Run("a /24 inside one network is remembered for every address in it", func(t *testing.T) {
+		first, second := place("198.18.2.1"), place("198.18.2.200")
+		if !first.located || first != second || first.prefix != 24 {
+			t.Fatalf("198.18.2.1 %+v, 198.18.2.200 %+v; want both London /24", first, second)
+		}
+		if e := slotOf(); e == nil || e.net24 != net24 {
+			t.Error("the /24 was not cached")
+		}
+	})
+	t.Run("addresses of one /24 in different networks keep their own places", func(t *testing.T) {
+		london, tokyo := place("127.0.0.2"), place("127.0.0.3")
+		if london.lat == tokyo.lat || london.prefix != 32 || tokyo.prefix != 32 {
+			t.Errorf("127.0.0.2 %+v and 127.0.0.3 %+v share a place", london, tokyo)
+		}
+		if sf, outside := place("198.18.8.1"), place("198.18.8.200"); !sf.located || outside.located {
+			t.Errorf("198.18.8.1 (San Francisco /25) %+v, 198.18.8.200 (outside it) %+v", sf, outside)
+		}
+	})
+	t.Run("a database swap retires the cached /24s", func(t *testing.T) {
+		before := place("198.18.2.1")
+		db.gen.Add(1)
+		if after := place("198.18.2.1"); after != before {
+			t.Errorf("the same file after a generation change places 198.18.2.1 at %+v, not %+v", after, before)
+		}
+		if slot := slotOf(); slot == nil || slot.gen != db.gen.Load() {
+			t.Errorf("the entry was not renewed for the new generation: %+v", slotOf())
+		}
+	})
+}
