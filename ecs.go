@@ -173,8 +173,17 @@ func (cs clientSubnet) maxBits() int {
 // echo returns the ECS option for the reply: FAMILY, SOURCE and ADDRESS as
 // received, and SCOPE (RFC 7871 §7.2.1).
 func (cs clientSubnet) echo(scope int) *dns.EDNS0_SUBNET {
-	addr := cs.address.AsSlice()
-	return &dns.EDNS0_SUBNET{
+	e := new(dns.EDNS0_SUBNET)
+	cs.echoInto(e, make([]byte, 0, 16), scope)
+	return e
+}
+
+// echoInto fills e as echo does, with the ADDRESS built on buf (4 octets
+// for FAMILY 1, 16 for FAMILY 2), so that a caller with storage of its own
+// allocates nothing.
+func (cs clientSubnet) echoInto(e *dns.EDNS0_SUBNET, buf []byte, scope int) {
+	addr, _ := cs.address.AppendBinary(buf[:0])
+	*e = dns.EDNS0_SUBNET{
 		Code:          dns.EDNS0SUBNET,
 		Family:        cs.family,
 		SourceNetmask: cs.source,
@@ -245,6 +254,20 @@ func (p ecsPolicy) honours(remote netip.Addr) bool {
 	for _, n := range p.trusted {
 		if n.Contains(remote) {
 			return true
+		}
+	}
+	return false
+}
+
+// hasClientSubnet reports whether r carries an ECS option at all.
+func hasClientSubnet(r *dns.Msg) bool {
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			for _, e := range o.Option {
+				if e.Option() == dns.EDNS0SUBNET {
+					return true
+				}
+			}
 		}
 	}
 	return false

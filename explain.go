@@ -144,7 +144,7 @@ func (db *geoDB) describe(addr netip.Addr) string {
 	var misses []string
 	for _, src := range db.sources {
 		f := src.current.Load()
-		if addr.Is6() && f.ipVersion == 4 {
+		if !f.covers(addr) {
 			continue
 		}
 		res := f.reader.Lookup(addr)

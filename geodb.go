@@ -126,6 +126,10 @@ func checkRecords(r *maxminddb.Reader) error {
 	return nil
 }
 
+// covers reports whether f can hold addr: an IPv4-only file holds no IPv6
+// address (an IPv6 file may hold both).
+func (f *geoFile) covers(addr netip.Addr) bool { return addr.Is4() || f.ipVersion == 6 }
+
 // newGeoDB loads every path; any failure is a start-up error.
 func newGeoDB(paths []string) (*geoDB, error) {
 	db := &geoDB{}
@@ -184,7 +188,7 @@ func (db *geoDB) lookup(addr netip.Addr) clientLocation {
 	var loc clientLocation
 	for _, src := range db.sources {
 		f := src.current.Load()
-		if addr.Is6() && f.ipVersion == 4 {
+		if !f.covers(addr) {
 			continue
 		}
 		res := f.reader.Lookup(addr)

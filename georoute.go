@@ -370,17 +370,3 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 	addr, _ := netip.AddrFromSlice(ip)
 	return addr.Unmap()
 }
-
-// hasClientSubnet reports whether r carries an ECS option at all.
-func hasClientSubnet(r *dns.Msg) bool {
-	for _, rr := range r.Extra {
-		if o, ok := rr.(*dns.OPT); ok {
-			for _, e := range o.Option {
-				if e.Option() == dns.EDNS0SUBNET {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}

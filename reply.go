@@ -50,24 +50,12 @@ func (s *replyStorage) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	}
 	switch r := rr.(type) {
 	case *dns.A:
-		var c *dns.A
-		if s.nA < len(s.a) {
-			c = &s.a[s.nA]
-			s.nA++
-		} else {
-			c = new(dns.A)
-		}
+		c := take(s.a[:], &s.nA)
 		*c = *r
 		c.Hdr.Ttl = ttl
 		return c
 	case *dns.AAAA:
-		var c *dns.AAAA
-		if s.nAAAA < len(s.aaaa) {
-			c = &s.aaaa[s.nAAAA]
-			s.nAAAA++
-		} else {
-			c = new(dns.AAAA)
-		}
+		c := take(s.aaaa[:], &s.nAAAA)
 		*c = *r
 		c.Hdr.Ttl = ttl
 		return c
@@ -77,24 +65,22 @@ func (s *replyStorage) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	return c
 }
 
+// take returns the next free element of buf, counted by n, or a new one
+// when buf is used up.
+func take[T any](buf []T, n *int) *T {
+	if *n < len(buf) {
+		*n++
+		return &buf[*n-1]
+	}
+	return new(T)
+}
+
 // withECS returns extra with its OPT RR carrying exactly one ECS option
 // echoing cs with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
 // OPT the next plugin put there is copied, one without it is added (the
 // server's scrub writer then fills in the client's buffer size and DO bit).
 func (s *replyStorage) withECS(extra []dns.RR, cs clientSubnet, scope int) []dns.RR {
-	s.ecs = dns.EDNS0_SUBNET{
-		Code:          dns.EDNS0SUBNET,
-		Family:        cs.family,
-		SourceNetmask: cs.source,
-		SourceScope:   uint8(scope),
-	}
-	if cs.family == 1 {
-		a4 := cs.address.As4()
-		s.ecs.Address = s.ecsAddr[:copy(s.ecsAddr[:], a4[:])]
-	} else {
-		a16 := cs.address.As16()
-		s.ecs.Address = s.ecsAddr[:copy(s.ecsAddr[:], a16[:])]
-	}
+	cs.echoInto(&s.ecs, s.ecsAddr[:], scope)
 	return appendWithECS(s.extra[:0], &s.opt, s.options[:0], extra, &s.ecs)
 }
 
