@@ -1,0 +1,424 @@
+package georoute
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+)
+
+// The merge engine behind the resolver-optimal SCOPE (design §5): for one
+// family, one set of eligible pops, `answers` N and the overrides, it walks
+// the database's networks in address order and merges neighbours that get
+// the same answer into the widest aligned blocks, as gdnsd does at load
+// time, but for the health and steering of this moment.
+
+// u128 is an address as a 128-bit number, most significant bit first: an
+// IPv6 address as it is, an IPv4 one in the top 32 bits, so that a prefix of
+// b bits is the top b bits in both families.
+type u128 struct{ hi, lo uint64 }
+
+func u128Of(a netip.Addr) u128 {
+	if a.Is4() {
+		b := a.As4()
+		return u128{hi: uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32}
+	}
+	b := a.As16()
+	var x u128
+	for i := range 8 {
+		x.hi = x.hi<<8 | uint64(b[i])
+		x.lo = x.lo<<8 | uint64(b[8+i])
+	}
+	return x
+}
+
+// bitAt returns bit i (0 is the most significant) as 0 or 1.
+func (x u128) bitAt(i int) uint64 {
+	if i < 64 {
+		return x.hi >> (63 - i) & 1
+	}
+	return x.lo >> (127 - i) & 1
+}
+
+// withBit returns x with bit i set.
+func (x u128) withBit(i int) u128 {
+	if i < 64 {
+		x.hi |= 1 << (63 - i)
+	} else {
+		x.lo |= 1 << (127 - i)
+	}
+	return x
+}
+
+// lastOf returns the last address of the block of bits bits that starts at x.
+func (x u128) lastOf(bits int) u128 {
+	switch {
+	case bits <= 0:
+		return u128{^uint64(0), ^uint64(0)}
+	case bits < 64:
+		return u128{x.hi | ^uint64(0)>>bits, ^uint64(0)}
+	case bits < 128:
+		return u128{x.hi, x.lo | ^uint64(0)>>(bits-64)}
+	}
+	return x
+}
+
+func (x u128) cmp(y u128) int {
+	if c := cmp.Compare(x.hi, y.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.lo, y.lo)
+}
+
+// familyBits is the width of a family's addresses: 32 or 128.
+func familyBits(family int) int {
+	if family == 4 {
+		return 32
+	}
+	return 128
+}
+
+// scopeLeaf is one network of a database file: where it starts, its prefix
+// length in the family's own bits, and the record it leads to.
+type scopeLeaf struct {
+	start  u128
+	bits   int
+	offset uintptr
+	found  bool
+}
+
+// scopeLeaves yields the networks of f that hold the family's addresses, in
+// address order, networks without data included, so that they cover the
+// space (IPv6: but for the IPv4 subtree at ::/96 and its aliases, which
+// native IPv6 clients hardly ever fall into; they are left out, and an
+// address in a gap is never merged).
+func scopeLeaves(f *geoFile, family int, yield func(scopeLeaf) bool) error {
+	within := netip.MustParsePrefix("::/0")
+	if family == 4 {
+		within = netip.MustParsePrefix("0.0.0.0/0")
+	}
+	for res := range f.reader.NetworksWithin(within, maxminddb.IncludeNetworksWithoutData()) {
+		if err := res.Err(); err != nil {
+			return err
+		}
+		p := res.Prefix()
+		leaf := scopeLeaf{offset: res.Offset(), found: res.Found()}
+		switch {
+		case family == 4 && !p.Addr().Is4():
+			// The whole IPv4 subtree lies inside one network of an IPv6
+			// tree (a file with no IPv4 data).
+			leaf.start, leaf.bits = u128{}, 0
+		case family == 6 && p.Addr().Is4():
+			continue
+		default:
+			leaf.start, leaf.bits = u128Of(p.Addr()), p.Bits()
+		}
+		if !yield(leaf) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// scopeSite is an eligible pop of the answer a view is built for.
+type scopeSite struct {
+	rank int
+	at   point
+}
+
+// scopeRule is an override rule as the view sees it: its network and the
+// ranks of its listed pops that are eligible, in the listed order.
+type scopeRule struct {
+	prefix netip.Prefix
+	listed []int
+}
+
+// scopeSpec is everything an answer depends on besides the client's place:
+// the family, the eligible pops, `answers` N and the override rules.
+type scopeSpec struct {
+	family int
+	sites  []scopeSite // in rank order
+	n      int
+	rules  []scopeRule
+}
+
+// scopeCut is a block whose edges a merged block must not cross: an
+// override rule's network (label: the rule's index) or a special-purpose
+// one (labelNever), whose ECS addresses do not locate the client at all.
+type scopeCut struct {
+	start u128
+	bits  int
+	label int
+}
+
+const (
+	labelNone  = -1 // no rule, no special-purpose block
+	labelNever = -2 // a special-purpose block: never merged
+)
+
+// scopeBlock is a block of the merged view and the class (answer) of every
+// address in it.
+type scopeBlock struct {
+	start u128
+	bits  uint8
+	class uint32
+}
+
+// scopeMerge computes the maximal uniform blocks of db for spec. Networks
+// that cannot be located (in the first file that covers the family: later
+// files are consulted only for what it cannot locate, and such addresses
+// are left unmerged) and special-purpose blocks bound the merged blocks, as
+// do override networks.
+func scopeMerge(db *geoDB, spec scopeSpec) (*scopeView, error) {
+	var f *geoFile
+	for _, src := range db.sources {
+		if cur := src.current.Load(); spec.family == 4 || cur.ipVersion == 6 {
+			f = cur
+			break
+		}
+	}
+	m := newScopeMerger(spec)
+	m.file = f
+	cuts := m.cutPieces()
+	next := 0
+	emit := func(l scopeLeaf) {
+		// Both the leaves and the cut pieces partition the space into
+		// prefixes, so the current piece either holds the leaf or lies
+		// inside it.
+		end := l.start.lastOf(l.bits)
+		for next < len(cuts) && cuts[next].start.lastOf(cuts[next].bits).cmp(l.start) < 0 {
+			next++
+		}
+		for next < len(cuts) && cuts[next].start.cmp(end) <= 0 {
+			c := cuts[next]
+			if c.bits <= l.bits {
+				m.push(l.start, l.bits, m.classOf(l, c.label))
+				if c.start.lastOf(c.bits).cmp(end) == 0 {
+					next++
+				}
+				return
+			}
+			m.push(c.start, c.bits, m.classOf(l, c.label))
+			next++
+		}
+	}
+	if f == nil {
+		emit(scopeLeaf{})
+	} else if err := scopeLeaves(f, spec.family, func(l scopeLeaf) bool { emit(l); return true }); err != nil {
+		return nil, err
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return newScopeView(spec.family, m.out, m.classes), nil
+}
+
+// scopeMerger is the state of one merge.
+type scopeMerger struct {
+	spec scopeSpec
+	// out is both the result and the merge stack: a block is merged with
+	// the one before it while they are the two halves of one parent and
+	// get the same answer.
+	out []scopeBlock
+	// classes are the distinct answers: the ranks of the chosen pops, in
+	// order; classIDs finds them by their encoding (rule, ranks).
+	classes  [][]int
+	classIDs map[string]uint32
+	// memo is the class of each (record, label) seen: computed once per
+	// place, not per network.
+	memo map[scopeMemoKey]int64
+	file *geoFile
+	key  []byte
+	rank []int
+	err  error
+}
+
+type scopeMemoKey struct {
+	offset uintptr
+	label  int
+}
+
+func newScopeMerger(spec scopeSpec) *scopeMerger {
+	return &scopeMerger{spec: spec, classIDs: map[string]uint32{}, memo: map[scopeMemoKey]int64{}}
+}
+
+// push appends a piece of the space with its class (negative: not
+// mergeable, left out) and merges it upwards.
+func (m *scopeMerger) push(start u128, bits int, class int64) {
+	if class < 0 {
+		return
+	}
+	m.out = append(m.out, scopeBlock{start: start, bits: uint8(bits), class: uint32(class)})
+	for n := len(m.out); n >= 2; n = len(m.out) {
+		a, b := m.out[n-2], m.out[n-1]
+		if a.bits != b.bits || a.bits == 0 || a.class != b.class || a.start.bitAt(int(a.bits)-1) != 0 || a.start.withBit(int(a.bits)-1) != b.start {
+			return
+		}
+		m.out = m.out[:n-1]
+		m.out[n-2].bits--
+	}
+}
+
+// classOf returns the class of leaf l under label, or -1 when the answer
+// there is not one the view can vouch for (special-purpose, not located).
+func (m *scopeMerger) classOf(l scopeLeaf, label int) int64 {
+	if label == labelNever {
+		return -1
+	}
+	n := m.spec.n
+	var listed []int
+	if label >= 0 {
+		listed = m.spec.rules[label].listed
+		if len(listed) >= n {
+			// The override alone decides, wherever the client is and
+			// whether or not the database locates it.
+			return m.intern(label, listed[:n])
+		}
+	}
+	if !l.found {
+		return -1
+	}
+	k := scopeMemoKey{offset: l.offset, label: label}
+	if c, ok := m.memo[k]; ok {
+		return c
+	}
+	c := int64(-1)
+	if at, ok := m.place(l); ok {
+		ranks := append(m.rank[:0], listed...)
+		ranks = nearestRanks(m.spec.sites, at, n, ranks)
+		m.rank = ranks
+		c = m.intern(label, ranks)
+	}
+	m.memo[k] = c
+	return c
+}
+
+// place decodes where the record of l puts its addresses, exactly as a
+// query's lookup does (placeCache.get), so that both rank pops alike.
+func (m *scopeMerger) place(l scopeLeaf) (point, bool) {
+	var c coordinates
+	if err := m.file.reader.LookupOffset(l.offset).Decode(&c); err != nil {
+		m.err = errors.Join(m.err, fmt.Errorf("record at %d: %w", l.offset, err))
+		return point{}, false
+	}
+	if !c.complete() {
+		return point{}, false
+	}
+	return pointAt(c.lat, c.lon), true
+}
+
+// nearestRanks appends to ranks (which holds the pops already chosen, by an
+// override) the ranks of the nearest other sites to at until it holds n,
+// nearest first, equidistant ones in rank order: the order of choose.
+func nearestRanks(sites []scopeSite, at point, n int, ranks []int) []int {
+	chosen := len(ranks)
+	want := n - chosen
+	if want <= 0 {
+		return ranks
+	}
+	var topBuf [8]siteScore
+	top := topBuf[:0]
+	for _, s := range sites {
+		if slices.Contains(ranks[:chosen], s.rank) {
+			continue
+		}
+		c := siteScore{near: at.closeness(s.at), site: s.rank}
+		if len(top) == want && !c.nearer(top[want-1]) {
+			continue
+		}
+		if len(top) < want {
+			top = append(top, c)
+		} else {
+			top[want-1] = c
+		}
+		for i := len(top) - 1; i > 0 && top[i].nearer(top[i-1]); i-- {
+			top[i], top[i-1] = top[i-1], top[i]
+		}
+	}
+	for _, t := range top {
+		ranks = append(ranks, t.site)
+	}
+	return ranks
+}
+
+// intern returns the id of the class (label, ranks). A rule's answers are
+// kept apart from the same pops reached by distance: merged blocks never
+// cross an override network's edge.
+func (m *scopeMerger) intern(label int, ranks []int) int64 {
+	k := m.key[:0]
+	k = fmt.Appendf(k, "%d", label)
+	for _, r := range ranks {
+		k = append(k, ' ', byte(r>>16), byte(r>>8), byte(r))
+	}
+	m.key = k
+	if id, ok := m.classIDs[string(k)]; ok {
+		return int64(id)
+	}
+	id := uint32(len(m.classes))
+	m.classIDs[string(k)] = id
+	m.classes = append(m.classes, slices.Clone(ranks))
+	return int64(id)
+}
+
+// cutPieces partitions the family's space into prefixes so that no piece
+// straddles the edge of an override network or a special-purpose block,
+// each piece labelled with the innermost one holding it.
+func (m *scopeMerger) cutPieces() []scopeCut {
+	var cuts []scopeCut
+	for _, p := range specialPurposeBlocks {
+		if p.Addr().Is4() == (m.spec.family == 4) {
+			cuts = append(cuts, scopeCut{start: u128Of(p.Addr()), bits: p.Bits(), label: labelNever})
+		}
+	}
+	for i, r := range m.spec.rules {
+		if r.prefix.Addr().Is4() == (m.spec.family == 4) {
+			cuts = append(cuts, scopeCut{start: u128Of(r.prefix.Addr()), bits: r.prefix.Bits(), label: i})
+		}
+	}
+	slices.SortFunc(cuts, func(a, b scopeCut) int {
+		if c := a.start.cmp(b.start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.bits, b.bits)
+	})
+	var pieces []scopeCut
+	var split func(p scopeCut)
+	split = func(p scopeCut) {
+		if p.label == labelNever || !cutInside(cuts, p) {
+			pieces = append(pieces, p)
+			return
+		}
+		split(labelled(cuts, scopeCut{start: p.start, bits: p.bits + 1, label: p.label}))
+		split(labelled(cuts, scopeCut{start: p.start.withBit(p.bits), bits: p.bits + 1, label: p.label}))
+	}
+	split(labelled(cuts, scopeCut{label: labelNone}))
+	return pieces
+}
+
+// labelled returns h with the label of the cut on exactly its network, if
+// any. Special-purpose blocks win over an override on the same network:
+// their ECS addresses locate nobody.
+func labelled(cuts []scopeCut, h scopeCut) scopeCut {
+	i, _ := slices.BinarySearchFunc(cuts, h.start, func(c scopeCut, t u128) int { return c.start.cmp(t) })
+	for ; i < len(cuts) && cuts[i].start == h.start; i++ {
+		if cuts[i].bits == h.bits && h.label != labelNever {
+			h.label = cuts[i].label
+		}
+	}
+	return h
+}
+
+// cutInside reports whether a cut lies strictly inside p.
+func cutInside(cuts []scopeCut, p scopeCut) bool {
+	end := p.start.lastOf(p.bits)
+	i, _ := slices.BinarySearchFunc(cuts, p.start, func(c scopeCut, t u128) int { return c.start.cmp(t) })
+	for ; i < len(cuts) && cuts[i].start.cmp(end) <= 0; i++ {
+		if cuts[i].bits > p.bits {
+			return true
+		}
+	}
+	return false
+}
