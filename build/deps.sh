@@ -48,8 +48,11 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 trap '[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d' EXIT
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
-apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+# Another apt-get may be running (unattended upgrades, a parallel job): wait
+# for its lock rather than fail.
+lock=(-o DPkg::Lock::Timeout=300)
+apt-get "${lock[@]}" update -qq >&2
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "${pkgs[@]}" >&2
 
 for prog in "${missing[@]}"; do
   command -v "$prog" >/dev/null || { echo "deps: $prog still missing after apt-get install ${package[$prog]}" >&2; exit 1; }
