@@ -1,32 +1,220 @@
 package georoute
 
-// scopeSpecOf is what an answer's merged view depends on: the family, the
-// pops of cands that choosing may use (eligible, after fail-open), N and the
-// override rules. ok is false when the answer holds an anonymous site (an
-// address no pop claims): those keep the database network's SCOPE.
-func scopeSpecOf(family int, cands []candidate, eligible []bool, n int, rules []scopeRule) (spec scopeSpec, ok bool) {
-	spec = scopeSpec{family: family, n: n, rules: rules}
-	for i := range cands {
-		c := &cands[i]
-		if c.pop == nil {
-			return scopeSpec{}, false
-		}
-		if !eligible[i] {
-			continue
-		}
-		seen := false
-		for _, s := range spec.sites {
-			seen = seen || s.rank == c.pop.rank
-		}
-		if !seen {
-			spec.sites = append(spec.sites, scopeSite{rank: c.pop.rank, at: c.pop.at})
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// scopeViews holds the merged views of the database: for each answer state,
+// the widest blocks in which every address gets the same answer (design §5).
+// A view is keyed by exactly what an answer depends on besides the client,
+// so a query only ever uses one built for its own state: a change of
+// health, drains, overrides or database makes the old view unusable at
+// once, and the database network's own prefix is the SCOPE (always correct,
+// never optimal) until the builder has merged the new one. Queries never
+// build, never wait: a missing view is asked for with a non-blocking send.
+type scopeViews struct {
+	views atomic.Pointer[map[scopeKey]*scopeEntry]
+	want  chan scopeKey
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// scopeMaxPops bounds the pops a view key can name; a block with more pops
+// keeps the database network's SCOPE.
+const scopeMaxPops = 512
+
+// scopeKey is the input of one view: the family, the pops choosing may use
+// (eligible, after fail-open and drains), `answers` N, the database
+// generation and the override table in service. A comparable value, so a
+// query finds its view without allocating.
+type scopeKey struct {
+	family   uint8
+	n        int
+	gen      uint64
+	rules    *overrideTable
+	eligible [scopeMaxPops / 64]uint64
+}
+
+// scopeEntry is a built view; used is set by queries and cleared by each
+// sweep, so that a view nobody asked for since the last sweep is dropped.
+type scopeEntry struct {
+	view *scopeView
+	used atomic.Bool
+}
+
+const (
+	// scopeSweepEvery is how often views nobody used are dropped: a view
+	// lives one to two periods after its last query, so a pop that flaps
+	// back within that time finds its old view still there.
+	scopeSweepEvery = 30 * time.Second
+	// scopeMaxViews bounds the views kept (each one or two per answer
+	// state in use and family; DB-IP's IPv4 view with 5 pops is 3 MiB).
+	scopeMaxViews = 16
+)
+
+// widest returns the prefix length, in the family of d.lookup, of the
+// widest block around d.lookup in which every address gets d's answer, or
+// false when no merged view for exactly d's inputs is ready. It never
+// blocks and allocates nothing.
+func (s *scopeViews) widest(g *GeoRoute, d *decision) (bits int, ok bool) {
+	if !d.loc.located || d.nearest == nil || len(g.pops) > scopeMaxPops {
+		// Unlocated clients and anonymous sites keep the database SCOPE.
+		return 0, false
+	}
+	k, ok := scopeKeyOf(g, d)
+	if !ok {
+		return 0, false
+	}
+	if m := s.views.Load(); m != nil {
+		if e := (*m)[k]; e != nil {
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			b, class, ok := e.view.lookup(d.lookup)
+			// The class check guards the moment a database swap lands
+			// between the query's lookup and this one.
+			if !ok || e.view.classes[class][0] != d.nearest.rank {
+				return 0, false
+			}
+			return b, true
 		}
 	}
-	// Sites go in rank order, as the merge ranks equidistant pops.
-	for i := 1; i < len(spec.sites); i++ {
-		for j := i; j > 0 && spec.sites[j].rank < spec.sites[j-1].rank; j-- {
-			spec.sites[j], spec.sites[j-1] = spec.sites[j-1], spec.sites[j]
+	select {
+	case s.want <- k:
+	default: // the builder is busy and has requests queued
+	}
+	return 0, false
+}
+
+// scopeKeyOf is the key of d's view; false when the answer holds an
+// anonymous site.
+func scopeKeyOf(g *GeoRoute, d *decision) (scopeKey, bool) {
+	k := scopeKey{family: 6, n: g.answers, gen: g.db.gen.Load(), rules: g.steer.overrides.Load()}
+	if d.lookup.Is4() {
+		k.family = 4
+	}
+	for i := range d.cands {
+		p := d.cands[i].pop
+		if p == nil {
+			return scopeKey{}, false
+		}
+		if d.eligible[i] {
+			k.eligible[p.rank/64] |= 1 << (p.rank % 64)
 		}
 	}
-	return spec, true
+	return k, true
+}
+
+// spec turns a key back into the merge's input.
+func (k scopeKey) spec(g *GeoRoute) scopeSpec {
+	spec := scopeSpec{family: int(k.family), n: k.n}
+	for _, p := range g.pops {
+		if k.has(p.rank) {
+			spec.sites = append(spec.sites, scopeSite{rank: p.rank, at: p.at})
+		}
+	}
+	if k.rules != nil {
+		for _, r := range k.rules.rules {
+			// A rule serves its eligible pops in the listed order
+			// (chooseOverride), duplicates and all.
+			sr := scopeRule{prefix: r.prefix}
+			for _, p := range r.pops {
+				if k.has(p.rank) {
+					sr.listed = append(sr.listed, p.rank)
+				}
+			}
+			spec.rules = append(spec.rules, sr)
+		}
+	}
+	return spec
+}
+
+func (k scopeKey) has(rank int) bool { return k.eligible[rank/64]&(1<<(rank%64)) != 0 }
+
+// start launches the builder; stop ends it and waits.
+func (s *scopeViews) start(g *GeoRoute) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.done = cancel, make(chan struct{})
+	s.want = make(chan scopeKey, 8)
+	go func() {
+		defer close(s.done)
+		s.run(ctx, g)
+	}()
+}
+
+func (s *scopeViews) halt() {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+}
+
+// run builds the views queries ask for, one at a time, and sweeps.
+func (s *scopeViews) run(ctx context.Context, g *GeoRoute) {
+	t := time.NewTicker(scopeSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweep()
+		case k := <-s.want:
+			s.build(g, k)
+		}
+	}
+}
+
+// build merges the view of k unless it is there already, belongs to a
+// database generation no longer in service, or the table is full.
+func (s *scopeViews) build(g *GeoRoute, k scopeKey) {
+	old := s.views.Load()
+	if old != nil && ((*old)[k] != nil || len(*old) >= scopeMaxViews) {
+		return
+	}
+	if k.gen != g.db.gen.Load() {
+		return
+	}
+	began := time.Now()
+	spec := k.spec(g)
+	v, err := scopeMerge(g.db, spec)
+	if err != nil {
+		log.Errorf("SCOPE view not built, keeping the database networks' SCOPE: %v", err)
+		return
+	}
+	if k.gen != g.db.gen.Load() {
+		return // a new database came in while merging
+	}
+	log.Infof("SCOPE view (IPv%d, %d eligible pops, answers %d) built in %s: %d blocks, %d KiB",
+		k.family, len(spec.sites), k.n, time.Since(began).Round(time.Millisecond), v.blocks(), v.bytes()>>10)
+	e := &scopeEntry{view: v}
+	e.used.Store(true) // asked for: it survives the next sweep
+	s.publish(func(m map[scopeKey]*scopeEntry) { m[k] = e })
+}
+
+// sweep drops the views nobody used since the last sweep.
+func (s *scopeViews) sweep() {
+	s.publish(func(m map[scopeKey]*scopeEntry) {
+		for k, e := range m {
+			if !e.used.Swap(false) {
+				delete(m, k)
+			}
+		}
+	})
+}
+
+// publish swaps in a copy of the views changed by edit: queries read the
+// table without a lock, so it is never changed in place. Only the builder
+// goroutine calls it.
+func (s *scopeViews) publish(edit func(map[scopeKey]*scopeEntry)) {
+	m := map[scopeKey]*scopeEntry{}
+	if old := s.views.Load(); old != nil {
+		for k, e := range *old {
+			m[k] = e
+		}
+	}
+	edit(m)
+	s.views.Store(&m)
 }

@@ -312,7 +312,7 @@ func (m *scopeMerger) place(l scopeLeaf) (point, bool) {
 
 // nearestRanks appends to ranks (which holds the pops already chosen, by an
 // override) the ranks of the nearest other sites to at until it holds n,
-// nearest first, equidistant ones in rank order: the order of choose.
+// nearest first, equidistant ones in rank order: the order of nearest.
 func nearestRanks(sites []scopeSite, at point, n int, ranks []int) []int {
 	chosen := len(ranks)
 	want := n - chosen
@@ -329,14 +329,7 @@ func nearestRanks(sites []scopeSite, at point, n int, ranks []int) []int {
 		if len(top) == want && !c.nearer(top[want-1]) {
 			continue
 		}
-		if len(top) < want {
-			top = append(top, c)
-		} else {
-			top[want-1] = c
-		}
-		for i := len(top) - 1; i > 0 && top[i].nearer(top[i-1]); i-- {
-			top[i], top[i-1] = top[i-1], top[i]
-		}
+		top = rankIn(top, c, want)
 	}
 	for _, t := range top {
 		ranks = append(ranks, t.site)

@@ -206,12 +206,20 @@ func scopeTestAnswer(g *GeoRoute, name string, addr netip.Addr) string {
 // health stands.
 func scopeTestView(t testing.TB, g *GeoRoute, rrs []dns.RR, family int, rules []scopeRule) *scopeView {
 	t.Helper()
-	cands := g.candidates(rrs, nil)
-	up, _ := health(cands, nil)
-	spec, ok := scopeSpecOf(family, cands, up, g.answers, rules)
+	d := &decision{lookup: netip.IPv6Unspecified()}
+	if family == 4 {
+		d.lookup = netip.IPv4Unspecified()
+	}
+	for i, rr := range rrs {
+		d.cands = append(d.cands, g.candidate(rr, i))
+	}
+	g.readState(d)
+	k, ok := scopeKeyOf(g, d)
 	if !ok {
 		t.Fatal("answer has anonymous sites")
 	}
+	spec := k.spec(g)
+	spec.rules = rules
 	v, err := scopeMerge(g.db, spec)
 	if err != nil {
 		t.Fatal(err)
