@@ -1,0 +1,219 @@
+package georoute
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/miekg/dns"
+)
+
+// scopeTestReply asks g for name on behalf of a client in addr (ECS of the
+// whole address) and returns the answer's addresses and the reply's SCOPE
+// (-1: no ECS option).
+func scopeTestReply(g *GeoRoute, name string, addr netip.Addr) (string, int) {
+	qtype, family := dns.TypeA, uint16(1)
+	if addr.Is6() {
+		qtype, family = dns.TypeAAAA, 2
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.SetEdns0(4096, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{
+		Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: uint8(addr.BitLen()), Address: addr.AsSlice(),
+	})
+	rec := dnstest.NewRecorder(georouteTestRemote("10.240.0.1"))
+	if _, err := g.ServeDNS(context.Background(), rec, m); err != nil || rec.Msg == nil {
+		return "error", -1
+	}
+	var out []string
+	for _, rr := range rec.Msg.Answer {
+		out = append(out, addrOf(rr).String())
+	}
+	_, ecs := georouteTestECS(rec.Msg)
+	if len(ecs) != 1 {
+		return strings.Join(out, " "), -1
+	}
+	return strings.Join(out, " "), int(ecs[0].SourceScope)
+}
+
+// scopeTestEventually waits (at most 10 s) until the SCOPE of client's
+// reply is want.
+func scopeTestEventually(t *testing.T, g *GeoRoute, name string, client netip.Addr, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, got := scopeTestReply(g, name, client)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: SCOPE still %d after 10 s; expected the merged %d", name, client, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// scopeTestTwoHalves is a database in which two halves of a /24 and of a
+// /48 lie in London and Paris: both nearest lhr of the demo pops, and both
+// nearest nyc once lhr is down.
+func scopeTestTwoHalves(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "halves.mmdb")
+	geodbTestWrite(t, path, "city", 6,
+		geodbTestPlace{network: "203.0.113.0/25", lat: 51.5074, lon: -0.1278},
+		geodbTestPlace{network: "203.0.113.128/25", lat: 48.8566, lon: 2.3522},
+		geodbTestPlace{network: "2001:db8:500::/49", lat: 51.5074, lon: -0.1278},
+		geodbTestPlace{network: "2001:db8:500:8000::/49", lat: 48.8566, lon: 2.3522},
+	)
+	return path
+}
+
+// scopeTestStarted is the demo block on the database files paths, serving
+// zone z, with its view builder running.
+func scopeTestStarted(t *testing.T, z *georouteTestZone, paths ...string) *GeoRoute {
+	t.Helper()
+	g := georouteTestNew(t, "")
+	g.db = geodbTestOpen(t, paths...)
+	g.Next = z
+	g.scopes.start(g)
+	t.Cleanup(g.scopes.halt)
+	return g
+}
+
+func TestScopeViewFollowsHealth(t *testing.T) {
+	path := scopeTestTwoHalves(t)
+	g := scopeTestStarted(t, georouteTestNewZone(t), path)
+	c := &scopeTestChecker{reader: scopeTestOpen(t, path), answer: func(a netip.Addr) string { return scopeTestAnswer(g, "www.example.org.", a) }}
+
+	for _, tc := range []struct {
+		client         string
+		db, merged     int
+		lhr, lhrDownTo string
+	}{
+		{"203.0.113.7", 25, 24, "198.51.100.10", "192.0.2.10"},
+		{"2001:db8:500:8000::1", 49, 48, "2001:db8:2::10", "2001:db8:1::10"},
+	} {
+		t.Run(tc.client, func(t *testing.T) {
+			client := netip.MustParseAddr(tc.client)
+			georouteTestSetDown(t, g)
+			if ans, scope := scopeTestReply(g, "www.example.org.", client); ans != tc.lhr || scope != tc.db {
+				t.Fatalf("before any view: %s SCOPE %d; expected %s and the database network's %d", ans, scope, tc.lhr, tc.db)
+			}
+			scopeTestEventually(t, g, "www.example.org.", client, tc.merged)
+			c.check(t, client, tc.merged)
+
+			// The very next query after a health change may not use the
+			// old view: its block was uniform for another answer.
+			georouteTestSetDown(t, g, "lhr")
+			if ans, scope := scopeTestReply(g, "www.example.org.", client); ans != tc.lhrDownTo || scope != tc.db {
+				t.Fatalf("right after lhr went down: %s SCOPE %d; expected %s and the database network's %d", ans, scope, tc.lhrDownTo, tc.db)
+			}
+			scopeTestEventually(t, g, "www.example.org.", client, tc.merged)
+			c.check(t, client, tc.merged)
+
+			// Back up: the view of the first state is still there.
+			georouteTestSetDown(t, g)
+			if ans, scope := scopeTestReply(g, "www.example.org.", client); ans != tc.lhr || scope != tc.merged {
+				t.Fatalf("lhr back up: %s SCOPE %d; expected %s and the kept view's %d", ans, scope, tc.lhr, tc.merged)
+			}
+		})
+	}
+}
+
+func TestScopeAnonymousSitesKeepTheDatabaseScope(t *testing.T) {
+	path := scopeTestTwoHalves(t)
+	g := scopeTestStarted(t, georouteTestNewZone(t), path)
+	client := netip.MustParseAddr("203.0.113.7")
+	// www gets its view; mixed (two pops and two anonymous addresses) never.
+	scopeTestEventually(t, g, "www.example.org.", client, 24)
+	time.Sleep(100 * time.Millisecond)
+	for range 3 {
+		if _, scope := scopeTestReply(g, "mixed.example.org.", client); scope != 25 {
+			t.Fatalf("mixed: SCOPE %d; expected the database network's 25", scope)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A later file is consulted only for what the first cannot place, and
+// such addresses are never merged: the first file decides the blocks.
+func TestScopeSeveralFiles(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.mmdb"), filepath.Join(dir, "second.mmdb")
+	geodbTestWrite(t, first, "city", 6,
+		geodbTestPlace{network: "203.0.113.0/26", lat: 51.5074, lon: -0.1278},
+		geodbTestPlace{network: "203.0.113.64/26", lat: 53.3498, lon: -6.2603},
+		geodbTestPlace{network: "203.0.113.128/26", lat: 48.8566, lon: 2.3522},
+		geodbTestPlace{network: "203.0.113.192/26", noCoords: true},
+	)
+	geodbTestWrite(t, second, "flat", 4, geodbTestPlace{network: "203.0.113.0/24", lat: 48.8566, lon: 2.3522})
+	g := scopeTestStarted(t, georouteTestNewZone(t), first, second)
+	c := &scopeTestChecker{reader: scopeTestOpen(t, first), answer: func(a netip.Addr) string { return scopeTestAnswer(g, "www.example.org.", a) }}
+	scopeTestEventually(t, g, "www.example.org.", netip.MustParseAddr("203.0.113.7"), 25)
+	c.check(t, netip.MustParseAddr("203.0.113.7"), 25)
+	// Paris cannot merge with its neighbour, which only the second file
+	// places.
+	if _, scope := scopeTestReply(g, "www.example.org.", netip.MustParseAddr("203.0.113.130")); scope != 26 {
+		t.Fatalf("203.0.113.130: SCOPE %d; expected 26", scope)
+	}
+	c.check(t, netip.MustParseAddr("203.0.113.130"), 26)
+	// Placed by the second file only: the database SCOPE, the longer of
+	// the two files' networks.
+	time.Sleep(100 * time.Millisecond)
+	if ans, scope := scopeTestReply(g, "www.example.org.", netip.MustParseAddr("203.0.113.200")); ans != "198.51.100.10" || scope != 26 {
+		t.Fatalf("203.0.113.200: %s SCOPE %d; expected lhr and the database's 26", ans, scope)
+	}
+}
+
+func TestScopeWidestAllocatesNothing(t *testing.T) {
+	path := scopeTestTwoHalves(t)
+	z := georouteTestNewZone(t)
+	g := scopeTestStarted(t, z, path)
+	client := netip.MustParseAddr("203.0.113.7")
+	scopeTestEventually(t, g, "www.example.org.", client, 24)
+	d := &decision{lookup: client, byECS: true}
+	for i, rr := range scopeTestRRs(z, "www.example.org.", dns.TypeA) {
+		d.cands = append(d.cands, g.candidate(rr, i))
+	}
+	g.readState(d)
+	d.loc = g.db.locate(client)
+	g.choose(d)
+	if bits, ok := g.scopes.widest(g, d); !ok || bits != 24 {
+		t.Fatalf("widest = %d, %v; expected 24, true", bits, ok)
+	}
+	if n := testing.AllocsPerRun(1000, func() { g.scopes.widest(g, d) }); n != 0 {
+		t.Errorf("widest allocates %v times; expected 0", n)
+	}
+}
+
+// BenchmarkServeDNSMergedScope is BenchmarkServeDNS's query with the merged
+// view of its answer ready (DB-IP, five pops): the cost of the view lookup.
+func BenchmarkServeDNSMergedScope(b *testing.B) {
+	g, _ := scopeTestLab15(b, "")
+	g.scopes.start(g)
+	b.Cleanup(g.scopes.halt)
+	q := ecsTestQuery(b, "www.example.org.", dns.TypeA, "81.2.69.0/24")
+	w := newBenchWriter()
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rec := dnstest.NewRecorder(w)
+		g.ServeDNS(ctx, rec, q)
+		_, ecs := georouteTestECS(rec.Msg)
+		if len(ecs) == 1 && ecs[0].SourceScope < 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no merged view within 60 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		g.ServeDNS(ctx, w, q)
+	}
+}
