@@ -42,8 +42,21 @@
 #   * A peer that cannot be installed or started, or answers wrongly, is
 #     reported in the table with the reason; the bench goes on.
 #
+#   * Resolver cache (issue 12): unbound with subnetcache (ECS tree limits
+#     raised to 100000, so that they do not decide) in front of georoute and
+#     in front of gdnsd, both on one City-layout copy of every DB-IP IPv4
+#     network (internal/citydb; the sampled database above has gaps), the
+#     five pops. BENCH_CACHE_CLIENTS random public /24s go through each
+#     unbound twice, then as many unseen ones. Reported: the median SCOPE the
+#     server itself gives those clients; unbound's cache entries (queries it
+#     sent upstream: num.query.subnet - num.query.subnet_cache) for the first
+#     pass and the second; the unseen clients answered from the cache, and
+#     how many of those answers differ from what the server itself answers
+#     (a SCOPE wider than the answer's true block shows up there).
+#
 # Environment: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_INFLIGHT (20),
-# BENCH_SUBNETS (50000), BENCH_PORT (first of 5 ports, 25353),
+# BENCH_SCENARIOS (throughput cache), BENCH_CACHE_CLIENTS (1000),
+# BENCH_SUBNETS (50000), BENCH_PORT (first of 11 ports, 25353),
 # BENCH_PEERS (gdnsd pdns; empty: none), COREDNS (bin/coredns),
 # BENCH_DATE (today, YYYY-MM-DD), BENCH_OUT (bench/results-$BENCH_DATE.md;
 # empty: do not write).
@@ -54,6 +67,8 @@ SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 INFLIGHT=${BENCH_INFLIGHT:-20}
 NSUBNETS=${BENCH_SUBNETS:-50000}
+SCENARIOS=" ${BENCH_SCENARIOS:-throughput cache} "
+CACHE_N=${BENCH_CACHE_CLIENTS:-1000}
 PORT0=${BENCH_PORT:-25353}
 PEERS=${BENCH_PEERS-gdnsd pdns}
 COREDNS=${COREDNS:-bin/coredns}
@@ -72,7 +87,7 @@ die() { log "$*"; exit 1; }
 
 [ -x "$COREDNS" ] || die "$COREDNS missing: run make build"
 [ -s "$DBIP4" ] && [ -s "$DBIP6" ] || die "DB-IP files missing under $REALDB: run make realdb"
-for p in $(seq "$PORT0" $((PORT0 + 4))); do
+for p in $(seq "$PORT0" $((PORT0 + 10))); do
   if ss -Hlun "sport = :$p" 2>/dev/null | grep -q .; then die "port $p is taken; set BENCH_PORT"; fi
 done
 
@@ -315,6 +330,7 @@ run_spread() {
 }
 
 runs=0
+case $SCENARIOS in *" throughput "*) ;; *) ROUNDS=0 ;; esac
 for s in "${SERVERS[@]}"; do if [ -n "${PID[$s]:-}" ]; then runs=$((runs + 1)); fi; done
 log "running $ROUNDS rounds x 2 scenarios x $runs servers x ${SECS}s (about $((ROUNDS * 2 * runs * (SECS + 2) / 60 + 1)) min)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -336,6 +352,11 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- resolver cache ------------------------------------------------------------
+
+CACHE_TABLE=
+case $SCENARIOS in *" cache "*) . bench/cache.sh ;; esac
 declare -A RSS1=()
 for s in "${SERVERS[@]}"; do if [ -n "${PID[$s]:-}" ]; then RSS1[$s]=$(rss_mib "${PID[$s]}"); fi; done
 
@@ -386,7 +407,8 @@ table() {
   echo "- Versions: $("$COREDNS" -version 2>/dev/null | head -n 1), $(dnsperf -h 2>&1 | awk '/^Version/{print "dnsperf " $2}'), DB-IP City Lite $(awk -F'"' '/"version"/{print $4}' "$REALDB/package.json") (CC BY 4.0, DB-IP.com)."
   echo "- PoP addresses: $(for id in "${ids[@]}"; do printf '%s %s  ' "$id" "${ADDR[$id]}"; done)"
   echo
-  table
+  if [ "$ROUNDS" -gt 0 ]; then table; fi
+  if [ -n "$CACHE_TABLE" ]; then echo; cat "$CACHE_TABLE"; fi
 } >"$WORK/table.md"
 
 echo

