@@ -55,15 +55,18 @@ cache_run() {
     start cache-gdnsd gdnsd -c "$d" start
   fi
 
-  # georoute merges a view on the first queries of an answer state: wait
-  # for it (London's SCOPE drops below the database network's /24).
-  local began=$SECONDS
+  # georoute merges a view on the first query of an answer state: wait
+  # until London's SCOPE drops below the first reply's (the database
+  # network's).
+  local began=$SECONDS first= now
   while [ -n "${PID[cache-georoute]:-}" ] && [ $((SECONDS - began)) -lt 120 ]; do
     "$LOADGEN" -server "127.0.0.1:${PORT[cache-georoute]}" -ecs "$FIXED" -check 1 >"$WORK/cache-warm" 2>/dev/null || true
-    if [ "$(sed -n 's/.* scope=\([0-9]*\)$/\1/p' "$WORK/cache-warm")" -lt 24 ] 2>/dev/null; then break; fi
-    sleep 0.5
+    now=$(sed -n 's/.* scope=\([0-9]*\)$/\1/p' "$WORK/cache-warm")
+    first=${first:-$now}
+    if [ -n "$now" ] && [ "$now" -lt "$first" ]; then break; fi
+    sleep 0.2
   done
-  log "cache-georoute: merged view ready after $((SECONDS - began)) s"
+  log "cache-georoute: London SCOPE /$first, then /$now after $((SECONDS - began)) s (merged view)"
 
   CACHE_TABLE=$WORK/cache-table.md
   {
@@ -94,7 +97,7 @@ cache_run() {
       continue
     fi
     local conf=$dir/unbound.conf u0 u1 u2 c2 c3 p
-    q() { timeout 300 "$LOADGEN" -server "127.0.0.1:$1" -subnets "$2" -check "$CACHE_N" >"$3" 2>/dev/null || true; }
+    q() { timeout 300 "$LOADGEN" -rd -server "127.0.0.1:$1" -subnets "$2" -check "$CACHE_N" >"$3" 2>/dev/null || true; }
     q "${PORT[$s]}" "$WORK/cache-clients.txt" "$WORK/$s.direct"
     q "${PORT[$s]}" "$WORK/cache-unseen.txt" "$WORK/$s.unseen-direct"
     u0=$(cache_upstream "$conf")

@@ -120,10 +120,14 @@ func readSubnets(path string) ([]netip.Prefix, error) {
 
 // query builds the query for one client subnet; nil subnets gives a query
 // without ECS.
+// recursion sets RD: a resolver in front of the server (the resolver-cache
+// scenario) refuses queries without it.
+var recursion = flag.Bool("rd", false, "set RD (recursion desired), for a resolver in front of the server")
+
 func query(name string, t uint16, subnet *netip.Prefix) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), t)
-	m.RecursionDesired = false
+	m.RecursionDesired = *recursion
 	m.SetEdns0(1232, false)
 	if subnet != nil {
 		family := uint16(1)
