@@ -228,21 +228,23 @@ type scopeMerger struct {
 	classes  [][]int
 	classIDs map[string]uint32
 	// memo is the class of each (record, label) seen: computed once per
-	// place, not per network.
-	memo map[scopeMemoKey]int64
+	// place, not per network. Its key packs the record's offset and the
+	// label (see memoKey), to keep the map small on a large database.
+	memo map[uint64]int32
 	file *geoFile
 	key  []byte
 	rank []int
 	err  error
 }
 
-type scopeMemoKey struct {
-	offset uintptr
-	label  int
+// memoKey packs a record offset (below 2^44: files are far smaller) and
+// a label (below 2^20 - 1 rules) into one map key; ok is false beyond.
+func memoKey(offset uintptr, label int) (uint64, bool) {
+	return uint64(offset)<<20 | uint64(label+2), uint64(offset) < 1<<44 && label+2 < 1<<20
 }
 
 func newScopeMerger(spec scopeSpec) *scopeMerger {
-	return &scopeMerger{spec: spec, classIDs: map[string]uint32{}, memo: map[scopeMemoKey]int64{}}
+	return &scopeMerger{spec: spec, classIDs: map[string]uint32{}, memo: map[uint64]int32{}}
 }
 
 // push appends a piece of the space with its class (negative: not
@@ -281,9 +283,9 @@ func (m *scopeMerger) classOf(l scopeLeaf, label int) int64 {
 	if !l.found {
 		return -1
 	}
-	k := scopeMemoKey{offset: l.offset, label: label}
-	if c, ok := m.memo[k]; ok {
-		return c
+	k, memo := memoKey(l.offset, label)
+	if c, ok := m.memo[k]; ok && memo {
+		return int64(c)
 	}
 	c := int64(-1)
 	if at, ok := m.place(l); ok {
@@ -292,7 +294,9 @@ func (m *scopeMerger) classOf(l scopeLeaf, label int) int64 {
 		m.rank = ranks
 		c = m.intern(label, ranks)
 	}
-	m.memo[k] = c
+	if memo {
+		m.memo[k] = int32(c)
+	}
 	return c
 }
 
