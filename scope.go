@@ -17,9 +17,11 @@ import (
 // build, never wait: a missing view is asked for with a non-blocking send.
 type scopeViews struct {
 	views atomic.Pointer[map[scopeKey]*scopeEntry]
-	want  chan scopeKey
-	stop  context.CancelFunc
-	done  chan struct{}
+	// want carries the requests of queries to the builder; nil until start
+	// (a query then asks nobody).
+	want atomic.Pointer[chan scopeKey]
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // scopeMaxPops bounds the pops a view key can name; a block with more pops
@@ -82,9 +84,11 @@ func (s *scopeViews) widest(g *GeoRoute, d *decision) (bits int, ok bool) {
 			return b, true
 		}
 	}
-	select {
-	case s.want <- k:
-	default: // the builder is busy and has requests queued
+	if want := s.want.Load(); want != nil {
+		select {
+		case *want <- k:
+		default: // the builder is busy and has requests queued
+		}
 	}
 	return 0, false
 }
@@ -138,10 +142,11 @@ func (k scopeKey) has(rank int) bool { return k.eligible[rank/64]&(1<<(rank%64))
 func (s *scopeViews) start(g *GeoRoute) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop, s.done = cancel, make(chan struct{})
-	s.want = make(chan scopeKey, 8)
+	want := make(chan scopeKey, 8)
+	s.want.Store(&want)
 	go func() {
 		defer close(s.done)
-		s.run(ctx, g)
+		s.run(ctx, g, want)
 	}()
 }
 
@@ -153,7 +158,7 @@ func (s *scopeViews) halt() {
 }
 
 // run builds the views queries ask for, one at a time, and sweeps.
-func (s *scopeViews) run(ctx context.Context, g *GeoRoute) {
+func (s *scopeViews) run(ctx context.Context, g *GeoRoute, want <-chan scopeKey) {
 	t := time.NewTicker(scopeSweepEvery)
 	defer t.Stop()
 	for {
@@ -162,7 +167,7 @@ func (s *scopeViews) run(ctx context.Context, g *GeoRoute) {
 			return
 		case <-t.C:
 			s.sweep()
-		case k := <-s.want:
+		case k := <-want:
 			s.build(g, k)
 		}
 	}
@@ -171,12 +176,25 @@ func (s *scopeViews) run(ctx context.Context, g *GeoRoute) {
 // build merges the view of k unless it is there already, belongs to a
 // database generation no longer in service, or the table is full.
 func (s *scopeViews) build(g *GeoRoute, k scopeKey) {
-	old := s.views.Load()
-	if old != nil && ((*old)[k] != nil || len(*old) >= scopeMaxViews) {
-		return
-	}
 	if k.gen != g.db.gen.Load() {
 		return
+	}
+	old := s.views.Load()
+	if old != nil && (*old)[k] != nil {
+		return
+	}
+	if old != nil && len(*old) >= scopeMaxViews {
+		// Views of an older database can never be used again.
+		s.publish(func(m map[scopeKey]*scopeEntry) {
+			for o := range m {
+				if o.gen != k.gen {
+					delete(m, o)
+				}
+			}
+		})
+		if len(*s.views.Load()) >= scopeMaxViews {
+			return
+		}
 	}
 	began := time.Now()
 	spec := k.spec(g)

@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -169,19 +170,32 @@ func TestScopeSeveralFiles(t *testing.T) {
 	}
 }
 
-func TestScopeWidestAllocatesNothing(t *testing.T) {
-	path := scopeTestTwoHalves(t)
+// scopeTestLondonMerged is the demo block on scopeTestTwoHalves with the
+// view of www's A answer ready, and the London client it was asked for.
+func scopeTestLondonMerged(t *testing.T) (*GeoRoute, *georouteTestZone, netip.Addr) {
+	t.Helper()
 	z := georouteTestNewZone(t)
-	g := scopeTestStarted(t, z, path)
+	g := scopeTestStarted(t, z, scopeTestTwoHalves(t))
 	client := netip.MustParseAddr("203.0.113.7")
 	scopeTestEventually(t, g, "www.example.org.", client, 24)
+	return g, z, client
+}
+
+// scopeTestDecide is the decision for an ECS client in client, answer rrs.
+func scopeTestDecide(g *GeoRoute, rrs []dns.RR, client netip.Addr) *decision {
 	d := &decision{lookup: client, byECS: true}
-	for i, rr := range scopeTestRRs(z, "www.example.org.", dns.TypeA) {
+	for i, rr := range rrs {
 		d.cands = append(d.cands, g.candidate(rr, i))
 	}
 	g.readState(d)
 	d.loc = g.db.locate(client)
 	g.choose(d)
+	return d
+}
+
+func TestScopeWidestAllocatesNothing(t *testing.T) {
+	g, z, client := scopeTestLondonMerged(t)
+	d := scopeTestDecide(g, scopeTestRRs(z, "www.example.org.", dns.TypeA), client)
 	if bits, ok := g.scopes.widest(g, d); !ok || bits != 24 {
 		t.Fatalf("widest = %d, %v; expected 24, true", bits, ok)
 	}
@@ -190,30 +204,82 @@ func TestScopeWidestAllocatesNothing(t *testing.T) {
 	}
 }
 
-// BenchmarkServeDNSMergedScope is BenchmarkServeDNS's query with the merged
-// view of its answer ready (DB-IP, five pops): the cost of the view lookup.
+// BenchmarkServeDNSMergedScope is a routed A query with ECS on DB-IP with
+// the five Lab 15 pops, without the view builder (view=none: the database
+// network's SCOPE, as before merged views) and with the answer's merged
+// view ready (view=ready): the cost of finding the view and the block.
 func BenchmarkServeDNSMergedScope(b *testing.B) {
-	g, _ := scopeTestLab15(b, "")
-	g.scopes.start(g)
-	b.Cleanup(g.scopes.halt)
-	q := ecsTestQuery(b, "www.example.org.", dns.TypeA, "81.2.69.0/24")
-	w := newBenchWriter()
-	ctx := context.Background()
+	for _, ready := range []bool{false, true} {
+		b.Run(map[bool]string{false: "view=none", true: "view=ready"}[ready], func(b *testing.B) {
+			g, _ := scopeTestLab15(b, "")
+			q := ecsTestQuery(b, "www.example.org.", dns.TypeA, "81.2.69.0/24")
+			w := newBenchWriter()
+			ctx := context.Background()
+			if ready {
+				g.scopes.start(g)
+				b.Cleanup(g.scopes.halt)
+				scopeBenchAwaitView(b, g, q)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				g.ServeDNS(ctx, w, q)
+			}
+		})
+	}
+}
+
+// scopeBenchAwaitView asks q until the view of its answer is built.
+func scopeBenchAwaitView(b *testing.B, g *GeoRoute, q *dns.Msg) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		rec := dnstest.NewRecorder(w)
-		g.ServeDNS(ctx, rec, q)
-		_, ecs := georouteTestECS(rec.Msg)
-		if len(ecs) == 1 && ecs[0].SourceScope < 20 {
-			break
+		g.ServeDNS(context.Background(), newBenchWriter(), q)
+		if m := g.scopes.views.Load(); m != nil && len(*m) > 0 {
+			return
 		}
 		if time.Now().After(deadline) {
 			b.Fatal("no merged view within 60 s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		g.ServeDNS(ctx, w, q)
+}
+
+func TestScopeSweepDropsViewsNobodyUsed(t *testing.T) {
+	g, _, client := scopeTestLondonMerged(t)
+	// Sweeps run in the builder's goroutine; calling them here, between
+	// queries, stands for two periods passing.
+	g.scopes.sweep()
+	if _, scope := scopeTestReply(g, "www.example.org.", client); scope != 24 {
+		t.Fatalf("after one sweep with use: SCOPE %d; expected the view's 24", scope)
+	}
+	g.scopes.sweep()
+	g.scopes.sweep()
+	if n := len(*g.scopes.views.Load()); n != 0 {
+		t.Fatalf("%d views after two sweeps without a query; expected none", n)
+	}
+	if _, scope := scopeTestReply(g, "www.example.org.", client); scope != 25 {
+		t.Fatalf("view dropped: SCOPE %d; expected the database network's 25 until it is rebuilt", scope)
+	}
+	scopeTestEventually(t, g, "www.example.org.", client, 24)
+}
+
+// BenchmarkScopeWidest is the view lookup of one query (key, table, block)
+// with the view ready, on DB-IP: what merged SCOPEs add to a query.
+func BenchmarkScopeWidest(b *testing.B) {
+	for _, pops := range []int{5, 100} {
+		b.Run(fmt.Sprintf("pops=%d", pops), func(b *testing.B) {
+			g, z := benchSetup(b, pops, benchRealDB)
+			g.scopes.start(g)
+			b.Cleanup(g.scopes.halt)
+			scopeBenchAwaitView(b, g, ecsTestQuery(b, "www.example.org.", dns.TypeA, "81.2.69.0/24"))
+			client := netip.MustParseAddr("81.2.69.0")
+			d := scopeTestDecide(g, z.answer, client)
+			if _, ok := g.scopes.widest(g, d); !ok {
+				b.Fatal("no view")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				g.scopes.widest(g, d)
+			}
+		})
 	}
 }
