@@ -52,9 +52,11 @@ const (
 	// lives one to two periods after its last query, so a pop that flaps
 	// back within that time finds its old view still there.
 	scopeSweepEvery = 30 * time.Second
-	// scopeMaxViews bounds the views kept (each one or two per answer
-	// state in use and family; DB-IP's IPv4 view with 5 pops is 3 MiB).
+	// scopeMaxViews bounds the views kept (one per answer state in use and
+	// family), and scopeMaxBytes their tables: DB-IP's IPv4 view is 3 MiB
+	// with 5 pops, its IPv6 one 48 MiB with 100.
 	scopeMaxViews = 16
+	scopeMaxBytes = 256 << 20
 )
 
 // widest returns the prefix length, in the family of d.lookup, of the
@@ -210,7 +212,23 @@ func (s *scopeViews) build(g *GeoRoute, k scopeKey) {
 		k.family, len(spec.sites), k.n, time.Since(began).Round(time.Millisecond), v.blocks(), v.bytes()>>10)
 	e := &scopeEntry{view: v}
 	e.used.Store(true) // asked for: it survives the next sweep
-	s.publish(func(m map[scopeKey]*scopeEntry) { m[k] = e })
+	s.publish(func(m map[scopeKey]*scopeEntry) {
+		total := v.bytes()
+		for _, o := range m {
+			total += o.view.bytes()
+		}
+		// Over budget, views nobody used since the last sweep go first;
+		// if that is not enough the new view is not kept.
+		for o, oe := range m {
+			if total > scopeMaxBytes && !oe.used.Load() {
+				total -= oe.view.bytes()
+				delete(m, o)
+			}
+		}
+		if total <= scopeMaxBytes {
+			m[k] = e
+		}
+	})
 	// A merge of DB-IP leaves about a hundred megabytes of garbage (its
 	// stack and record table); hand it back now rather than let the heap
 	// keep that headroom for good. Builds are rare: one per state change.
