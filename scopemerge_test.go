@@ -546,3 +546,38 @@ func TestScopeMergeRealDB(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkScopeMerge is the time one merged view of DB-IP takes to build
+// (the delay from a health change to the merged SCOPE), its size, and what
+// the build allocates on the way, at 5 (Lab 15) and 100 pops.
+func BenchmarkScopeMerge(b *testing.B) {
+	db := scopeTestRealDB(b)
+	for _, family := range []int{4, 6} {
+		for _, n := range []int{5, 100} {
+			b.Run(fmt.Sprintf("ipv%d/pops=%d", family, n), func(b *testing.B) {
+				spec := scopeSpec{family: family, n: 1}
+				if n == 5 {
+					g, _ := scopeTestLab15(b, "")
+					for _, p := range g.pops {
+						spec.sites = append(spec.sites, scopeSite{rank: p.rank, at: p.at})
+					}
+				} else {
+					r := rand.New(rand.NewPCG(uint64(n), 7))
+					for i := range n {
+						spec.sites = append(spec.sites, scopeSite{rank: i, at: pointAt(r.Float64()*140-70, r.Float64()*360-180)})
+					}
+				}
+				b.ReportAllocs()
+				var v *scopeView
+				for b.Loop() {
+					var err error
+					if v, err = scopeMerge(db, spec); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(v.blocks()), "blocks")
+				b.ReportMetric(float64(v.bytes())/(1<<20), "MiB")
+			})
+		}
+	}
+}
