@@ -178,7 +178,7 @@ func TestAnswerCacheNeverChangesAnAnswer(t *testing.T) {
 		if err := os.Rename(dbPath+".new", dbPath); err != nil {
 			t.Fatal(err)
 		}
-		if !g.db.sources[0].reloadIfChanged() {
+		if !g.db.sources[0].reloadIfChanged(context.Background()) {
 			t.Fatal("the new database was not swapped in")
 		}
 		if got := answerCacheAsk(t, g, "198.18.9.0/24"); got == "192.0.2.200" {
