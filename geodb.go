@@ -83,23 +83,31 @@ func openGeoFile(ctx context.Context, path string) (*geoFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := filepath.Base(path)
+	f, err := parseGeoFile(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	f.modTime, f.size = st.ModTime(), st.Size()
+	return f, nil
+}
+
+// parseGeoFile opens and validates the bytes of a database file (see
+// openGeoFile).
+func parseGeoFile(ctx context.Context, raw []byte) (*geoFile, error) {
 	r, err := maxminddb.OpenBytes(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	if v := r.Metadata.IPVersion; v != 4 && v != 6 {
-		return nil, fmt.Errorf("%s: ip_version %d, expected 4 or 6", name, v)
+		return nil, fmt.Errorf("ip_version %d, expected 4 or 6", v)
 	}
 	if err := checkRecords(ctx, raw, r); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	return &geoFile{
 		reader:    r,
 		ipVersion: r.Metadata.IPVersion,
 		buildTime: time.Unix(int64(r.Metadata.BuildEpoch), 0),
-		modTime:   st.ModTime(),
-		size:      st.Size(),
 	}, nil
 }
 
