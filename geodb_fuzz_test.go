@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,11 +40,23 @@ func FuzzOpenDatabase(f *testing.F) {
 		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::"), netip.MustParseAddr("2002:c612:101::1"),
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		begin := time.Now()
-		g, err := parseGeoFile(context.Background(), raw)
-		if d := time.Since(begin); d > 2*time.Second {
-			t.Fatalf("loading %d bytes took %s (err %v)", len(raw), d, err)
+		type loaded struct {
+			g   *geoFile
+			err error
 		}
+		done := make(chan loaded, 1)
+		go func() {
+			g, err := parseGeoFile(context.Background(), raw)
+			done <- loaded{g, err}
+		}()
+		var l loaded
+		select {
+		case l = <-done:
+		case <-time.After(5 * time.Second):
+			stacks := make([]byte, 1<<20)
+			t.Fatalf("loading %d bytes did not end within 5s:\n%s", len(raw), stacks[:runtime.Stack(stacks, true)])
+		}
+		g, err := l.g, l.err
 		if err != nil {
 			return
 		}
