@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -156,7 +157,10 @@ func readDBFile(path string) ([]byte, fs.FileInfo, error) {
 // passes never makes a lookup fail; it takes about a second per million
 // networks, once per load.
 func checkRecords(ctx context.Context, raw []byte, r *maxminddb.Reader) error {
-	seen := map[uintptr]struct{}{}
+	// One bit per byte of the file marks the records already decoded: an
+	// eighth of the file, far less than a map of the millions of distinct
+	// records of a real City database.
+	seen := make([]uint64, len(raw)/64+1)
 	located := false
 	leaves := 0
 	err := walkTree(raw, r.Metadata, func(prefix netip.Prefix, off uintptr, found bool) error {
@@ -166,10 +170,10 @@ func checkRecords(ctx context.Context, raw []byte, r *maxminddb.Reader) error {
 		if !found {
 			return nil
 		}
-		if _, ok := seen[off]; ok {
+		if seen[off/64]&(1<<(off%64)) != 0 {
 			return nil
 		}
-		seen[off] = struct{}{}
+		seen[off/64] |= 1 << (off % 64)
 		var c coordinates
 		if err := r.LookupOffset(off).Decode(&c); err != nil {
 			return fmt.Errorf("network %s: %w", prefix, err)
@@ -415,6 +419,11 @@ func (src *geoSource) reloadIfChanged(ctx context.Context) bool {
 	src.lastErr = ""
 	src.current.Store(f)
 	src.gen.Add(1)
+	// The copy swapped out is garbage now, as big as the file: collect it
+	// and hand its pages back at once, instead of letting the heap grow
+	// to twice the files before the next collection (measured with DB-IP:
+	// 500 MiB after three swaps rather than 310).
+	debug.FreeOSMemory()
 	dbReloadCount.WithLabelValues("ok").Inc()
 	dbBuildTime.WithLabelValues(src.path).Set(float64(f.buildTime.Unix()))
 	log.Infof("db %s reloaded, built %s", src.path, f.buildTime.UTC().Format(time.RFC3339))
