@@ -78,7 +78,7 @@ func waitAnswer(t *testing.T, l *queryLoad, want string, within time.Duration) t
 
 // A changed database file is swapped in within 10 s without a failed query,
 // whether it is replaced by rename or rewritten in place; a broken one keeps
-// the old copy in service and is reported once.
+// the old copy in service, is tried at every poll and logged once.
 func TestDatabaseSwapUnderLoad(t *testing.T) {
 	original, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "geo.mmdb"))
 	if err != nil {
@@ -146,8 +146,9 @@ func TestDatabaseSwapUnderLoad(t *testing.T) {
 		}
 	})
 
-	t.Run("a corrupt file keeps the old database and is reported once", func(t *testing.T) {
+	t.Run("a corrupt file keeps the old database, is counted at every poll and logged once", func(t *testing.T) {
 		before := s.metric(errors)
+		logged := len(s.out.String())
 		tmp := dbPath + ".new"
 		if err := os.WriteFile(tmp, []byte("this is not a MaxMind database\n"), 0o644); err != nil {
 			t.Fatal(err)
@@ -160,11 +161,11 @@ func TestDatabaseSwapUnderLoad(t *testing.T) {
 		if got := load.lastAnswer(); got != lhrAddress {
 			t.Errorf("after a corrupt file the answer is %s; want the copy in service (%s)", got, lhrAddress)
 		}
-		if got := s.metric(errors); got != before+1 {
-			t.Errorf("%s = %v; want %v: a bad file is counted once, not at every poll", errors, got, before+1)
+		if got := s.metric(errors); got < before+2 {
+			t.Errorf("%s = %v; want at least %v: a bad file is tried, and counted, at every poll", errors, got, before+2)
 		}
-		if n := strings.Count(s.out.String(), "not reloaded"); float64(n) != s.metric(errors) {
-			t.Errorf("the log says 'not reloaded' %d times; want one line per refused file (%v)", n, s.metric(errors))
+		if n := strings.Count(s.out.String()[logged:], "not reloaded"); n != 1 {
+			t.Errorf("the log says 'not reloaded' %d times for one bad file; want once", n)
 		}
 	})
 
