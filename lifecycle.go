@@ -3,6 +3,7 @@ package georoute
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/coredns/caddy"
 )

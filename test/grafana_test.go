@@ -167,6 +167,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
     bind 127.0.0.1
     georoute {
         db %s
+        reload 250ms
         pop nyc 40.7128 -74.0060 192.0.2.10 {
             check %s/healthz
         }
