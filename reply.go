@@ -2,86 +2,99 @@ package georoute
 
 import "github.com/miekg/dns"
 
-// replyStorage holds everything a tailored reply is made of: the analysis
-// of a small answer, the copy of the next plugin's message, its new answer and additional sections, the OPT
-// RR with the ECS echo, and TTL-capped copies of address records. It lives
-// inside the per-query routingWriter, so that tailoring a reply costs that
-// one allocation in the common case; larger replies spill to the heap.
-//
-// Nothing here may be reused after the reply is written: plugins above
-// georoute (log, metrics) keep the written message until their own
-// ServeDNS returns.
-type replyStorage struct {
-	small   smallAnswer
-	up      [largeAnswer]bool
-	msg     dns.Msg
-	kept    [8]dns.RR
-	answer  [8]dns.RR
-	extra   [4]dns.RR
-	opt     dns.OPT
-	options [4]dns.EDNS0
-	ecs     dns.EDNS0_SUBNET
-	ecsAddr [16]byte
-	a       [4]dns.A
-	aaaa    [4]dns.AAAA
-	nA      int
-	nAAAA   int
-}
-
-// upBuf returns room for the health of n candidates.
-func (s *replyStorage) upBuf(n int) []bool {
-	if n <= len(s.up) {
-		return s.up[:0]
+// apply turns the next plugin's reply into georoute's, as d decided: the
+// routed RRset replaced by the kept records (TTL-capped), and the ECS echo
+// when the query's option was honoured. Like loadbalance it sets the
+// sections of res to new slices and never writes into the slices or
+// records the next plugin handed out: file serves them from its zone tree.
+// In the common case everything new lives in one allocation.
+func (g *GeoRoute) apply(res *dns.Msg, d *decision, c *client) *dns.Msg {
+	if d.outcome != outcomeRouted && !c.subnet.present {
+		return res
 	}
-	return make([]bool, 0, n)
+	if d.qtype == dns.TypeAAAA {
+		return applyInto(new(tailoredReply[dns.AAAA]), res, d, c, g.ttl)
+	}
+	return applyInto(new(tailoredReply[dns.A]), res, d, c, g.ttl)
 }
 
-// copyOf returns a shallow copy of res, backed by the storage.
-func (s *replyStorage) copyOf(res *dns.Msg) *dns.Msg {
-	s.msg = *res
-	return &s.msg
+func applyInto[R dns.A | dns.AAAA](t *tailoredReply[R], res *dns.Msg, d *decision, c *client, ttl uint32) *dns.Msg {
+	if d.outcome == outcomeRouted {
+		res.Answer = t.answer(res.Answer, d, ttl)
+	}
+	if c.subnet.present {
+		res.Extra = t.withECS(res.Extra, &c.subnet, d.scope)
+	}
+	return res
 }
 
-// capTTL returns rr with its TTL at most ttl, copying it when the TTL has to
-// change: the record may belong to the next plugin's zone.
-func (s *replyStorage) capTTL(rr dns.RR, ttl uint32) dns.RR {
+// tailoredReply is the storage of a reply georoute changed, sized for the
+// common case (one kept record whose TTL is capped, no OPT of the next
+// plugin's); larger replies spill to the heap. It must not be reused:
+// plugins above georoute (log) read the written message after georoute
+// returns.
+type tailoredReply[R dns.A | dns.AAAA] struct {
+	answerBuf [1]dns.RR
+	extraBuf  [1]dns.RR
+	opt       dns.OPT
+	options   [1]dns.EDNS0
+	ecs       dns.EDNS0_SUBNET
+	ecsAddr   [16]byte
+	// capped is the TTL-capped copy of the first kept record.
+	capped     R
+	cappedUsed bool
+}
+
+// answer returns the answer section with the routed RRset replaced: the
+// kept records take the place of the first of its records; the rest of
+// the answer (CNAMEs, other records) keeps its order.
+func (t *tailoredReply[R]) answer(answer []dns.RR, d *decision, ttl uint32) []dns.RR {
+	out := t.answerBuf[:0]
+	inserted := false
+	for i, rr := range answer {
+		if !d.target[i] {
+			out = append(out, rr)
+			continue
+		}
+		if !inserted {
+			for _, k := range d.kept {
+				out = append(out, t.capTTL(k, ttl))
+			}
+			inserted = true
+		}
+	}
+	return out
+}
+
+// capTTL returns rr with its TTL at most ttl, copying it when the TTL has
+// to change: the record belongs to the next plugin.
+func (t *tailoredReply[R]) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	if rr.Header().Ttl <= ttl {
 		return rr
 	}
-	switch r := rr.(type) {
-	case *dns.A:
-		c := take(s.a[:], &s.nA)
-		*c = *r
-		c.Hdr.Ttl = ttl
-		return c
-	case *dns.AAAA:
-		c := take(s.aaaa[:], &s.nAAAA)
-		*c = *r
-		c.Hdr.Ttl = ttl
-		return c
+	var c dns.RR
+	if r, ok := any(rr).(*R); ok {
+		if !t.cappedUsed {
+			t.capped, t.cappedUsed = *r, true
+			c = any(&t.capped).(dns.RR)
+		} else {
+			cp := *r
+			c = any(&cp).(dns.RR)
+		}
+	} else {
+		c = dns.Copy(rr)
 	}
-	c := dns.Copy(rr)
 	c.Header().Ttl = ttl
 	return c
-}
-
-// take returns the next free element of buf, counted by n, or a new one
-// when buf is used up.
-func take[T any](buf []T, n *int) *T {
-	if *n < len(buf) {
-		*n++
-		return &buf[*n-1]
-	}
-	return new(T)
 }
 
 // withECS returns extra with its OPT RR carrying exactly one ECS option
 // echoing cs with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
 // OPT the next plugin put there is copied, one without it is added (the
 // server's scrub writer then fills in the client's buffer size and DO bit).
-func (s *replyStorage) withECS(extra []dns.RR, cs clientSubnet, scope int) []dns.RR {
-	cs.echoInto(&s.ecs, s.ecsAddr[:], scope)
-	return appendWithECS(s.extra[:0], &s.opt, s.options[:0], extra, &s.ecs)
+func (t *tailoredReply[R]) withECS(extra []dns.RR, cs *clientSubnet, scope int) []dns.RR {
+	cs.echoInto(&t.ecs, t.ecsAddr[:], scope)
+	return appendWithECS(t.extraBuf[:0], &t.opt, t.options[:0], extra, &t.ecs)
 }
 
 // appendWithECS appends extra to dst with the first OPT RR replaced by opt:
@@ -113,7 +126,7 @@ func appendWithECS(dst []dns.RR, opt *dns.OPT, options []dns.EDNS0, extra []dns.
 }
 
 // withECS is appendWithECS on fresh storage, for replies georoute builds
-// itself (explain answers).
+// itself (FORMERR apart: explain answers, error replies).
 func withECS(extra []dns.RR, ecs *dns.EDNS0_SUBNET) []dns.RR {
 	return appendWithECS(make([]dns.RR, 0, len(extra)+1), new(dns.OPT), nil, extra, ecs)
 }

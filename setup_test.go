@@ -122,6 +122,25 @@ func validCorefiles() []validCorefile {
 			},
 		},
 		{
+			name:  "debug without networks is loopback, with them exactly those; reload sets the poll",
+			input: "georoute {\n\tdb $DB\n\tdebug 192.0.2.0/24 ::ffff:198.51.100.0/120\n\treload 1s\n}",
+			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
+				want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24")}
+				if !slices.Equal(g.debug, want) || g.reload != time.Second {
+					t.Errorf("debug %v reload %v, want %v and 1s", g.debug, g.reload, want)
+				}
+			},
+		},
+		{
+			name:  "bare debug is loopback only; reload defaults to 5s",
+			input: "georoute {\n\tdb $DB\n\tdebug\n}",
+			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
+				if !slices.Equal(g.debug, loopback) || g.reload != 5*time.Second {
+					t.Errorf("debug %v reload %v, want loopback and 5s", g.debug, g.reload)
+				}
+			},
+		},
+		{
 			name:  "the block's line is the georoute line, after comments and blank lines",
 			input: "# leading comment\n\ngeoroute {\n\tdb $DB\n}",
 			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
@@ -383,6 +402,12 @@ func invalidCorefiles() []invalidCorefile {
 		{"db given twice is refused", "georoute {\n\tdb $DB\n\tdb $FLAT\n}", 3, []string{`"db" given twice`}},
 		{"two top-level checks are refused", "georoute {\n\tdb $DB\n\tcheck http://{address}/\n\tcheck tcp://{address}:80\n}", 4, []string{`"check" given twice`}},
 
+		// debug and reload.
+		{"debug with host bits is refused", "georoute {\n\tdb $DB\n\tdebug 10.0.0.1/8\n}", 3, []string{`debug "10.0.0.1/8"`, "host bits", "10.0.0.0/8"}},
+		{"debug with something not a CIDR is refused", "georoute {\n\tdb $DB\n\tdebug everyone\n}", 3, []string{`debug "everyone"`, "not a CIDR"}},
+		{"reload 0s is refused", "georoute {\n\tdb $DB\n\treload 0s\n}", 3, []string{`reload "0s"`, "positive duration"}},
+		{"a typo after db costs no database load and names its line", "georoute {\n\tdb $NOFILE\n\tanwsers 2\n}", 3, []string{`unknown property "anwsers"`}},
+
 		// db.
 		{"db without a path is refused", "georoute {\n\tdb\n}", 2, []string{"db needs at least one PATH"}},
 		{"a missing db file is refused", "georoute {\n\tdb $NOFILE\n}", 2, []string{"db:", "no-such-file.mmdb", "no such file"}},
@@ -489,7 +514,7 @@ func parseTestCorefile(input string, keys []string, root string) (*GeoRoute, err
 	c := caddy.NewTestController("dns", input)
 	c.ServerBlockKeys = keys
 	dnsserver.GetConfig(c).Root = root
-	return parse(c)
+	return load(c)
 }
 
 func TestParseValidCorefiles(t *testing.T) {
