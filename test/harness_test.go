@@ -301,17 +301,3 @@ func (s *server) scrape() string {
 	b.ReadFrom(resp.Body)
 	return b.String()
 }
-
-// metric returns the value of the series whose line starts with prefix
-// (name and labels as Prometheus prints them), or -1 when absent.
-func (s *server) metric(prefix string) float64 {
-	s.t.Helper()
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		if strings.HasPrefix(line, prefix+" ") {
-			var v float64
-			fmt.Sscan(strings.TrimPrefix(line, prefix+" "), &v)
-			return v
-		}
-	}
-	return -1
-}
