@@ -82,6 +82,7 @@ func waitAnswer(t *testing.T, l *queryLoad, want string, within time.Duration) t
 // whether it is replaced by rename or rewritten in place; a broken one keeps
 // the old copy in service, is tried at every poll and logged once.
 func TestDatabaseSwapUnderLoad(t *testing.T) {
+	t.Parallel()
 	original, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "geo.mmdb"))
 	if err != nil {
 		t.Fatal(err)

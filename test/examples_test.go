@@ -99,6 +99,7 @@ func exampleWant(t *testing.T, what string, got []string, want ...string) {
 }
 
 func TestExampleTwoRegion(t *testing.T) {
+	t.Parallel()
 	eu := []string{"198.51.100.21", "198.51.100.22"}
 	us := []string{"203.0.113.31"}
 	s := startExample(t, "two-region")
@@ -183,6 +184,7 @@ func exampleWaitFor(t *testing.T, s *server, subnet, name string, within time.Du
 }
 
 func TestExampleCDN(t *testing.T) {
+	t.Parallel()
 	pops := []struct{ id, v4, v6 string }{
 		{"nyc", "192.0.2.11", "2001:db8:11::1"},
 		{"lhr", "198.51.100.12", "2001:db8:12::1"},
@@ -268,6 +270,7 @@ func exampleHaveIPv6() bool {
 }
 
 func TestExampleDualStack(t *testing.T) {
+	t.Parallel()
 	const fra4, iad4, sin4 = "198.51.100.41", "192.0.2.42", "203.0.113.43"
 	const fra6, iad6 = "2001:db8:41::1", "2001:db8:42::1"
 	ipv6 := exampleHaveIPv6()

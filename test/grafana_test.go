@@ -105,6 +105,7 @@ func grafanaMetricNames(expr string) []string {
 }
 
 func TestGrafanaMetricNames(t *testing.T) {
+	t.Parallel()
 	for expr, want := range map[string][]string{
 		`sum by (pop) (rate(coredns_georoute_requests_total{server=~"$server"}[$__rate_interval]))`: {"coredns_georoute_requests_total"},
 		`histogram_quantile(0.9, sum by (pop, le) (rate(a_bucket{x="y"}[5m])))`:                     {"a_bucket"},
@@ -141,6 +142,7 @@ func grafanaFamily(name string, types map[string]string) string {
 }
 
 func TestGrafanaDashboardMetricsExist(t *testing.T) {
+	t.Parallel()
 	queries := grafanaQueries(t)
 	if len(queries) < 10 {
 		t.Fatalf("only %d queries found in the dashboard", len(queries))

@@ -188,6 +188,7 @@ func (s *server) healthLogLines(re string) []string {
 }
 
 func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
+	t.Parallel()
 	b := newHealthBackend(t, nil)
 	s := startServer(t, healthCorefile(healthChecks(b), healthTiming("500ms")), nil)
 
@@ -311,6 +312,7 @@ func healthTCPServer(t *testing.T) string {
 }
 
 func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
+	t.Parallel()
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -354,6 +356,7 @@ func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
 }
 
 func TestHealthReadyWaitsForFirstRound(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{})
 	release := make(chan struct{})
 	var arriveOnce, releaseOnce sync.Once
@@ -418,6 +421,7 @@ func TestHealthReadyWaitsForFirstRound(t *testing.T) {
 }
 
 func TestHealthReloadsStopOldCheckers(t *testing.T) {
+	t.Parallel()
 	const reloads = 20
 	b := newHealthBackend(t, nil)
 	checks := healthChecks(b)
@@ -491,6 +495,7 @@ func TestHealthReloadsStopOldCheckers(t *testing.T) {
 }
 
 func TestHealthFailedReloadLeavesNoChecker(t *testing.T) {
+	t.Parallel()
 	b := newHealthBackend(t, nil)
 	checks := healthChecks(b)
 	corefile := healthCorefile(checks, healthTiming("500ms"))

@@ -113,6 +113,7 @@ func residentMB(t *testing.T, s *server) float64 {
 // a Corefile reload nor SIGTERM is held up. The cases run side by side, a
 // server each, so that their polls overlap.
 func TestHostileDatabaseFilesUnderLoad(t *testing.T) {
+	t.Parallel()
 	const poll = 5 * time.Second // swapCorefile polls every 500 ms
 	t.Run("a crafted DAG of 2^64 paths is refused, and SIGTERM still ends the process", func(t *testing.T) {
 		t.Parallel()

@@ -34,6 +34,7 @@ const healthReloadCorefile = `example.org:{port} {
 // of from "healthy" while its first round runs. The check answers 503 only
 // after 300 ms, so each new instance's first round takes that long.
 func TestReloadKeepsADownPopOutOfAnswers(t *testing.T) {
+	t.Parallel()
 	check := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(300 * time.Millisecond):

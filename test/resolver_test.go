@@ -150,6 +150,7 @@ func routedQueries(s *server) float64 { return s.metricSum("coredns_georoute_req
 // city's answer from another: each client, asking twice, gets its own
 // nearest pop, and the second answers come from the resolver's cache.
 func TestResolverInFrontKeepsCitiesApart(t *testing.T) {
+	t.Parallel()
 	for name, start := range map[string]func(*testing.T, int) *resolver{
 		"unbound":       startUnbound,
 		"pdns-recursor": startPdnsRecursor,
