@@ -3,6 +3,7 @@ package georoute
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // pop is a point of presence: a site with coordinates and the addresses it
@@ -27,7 +28,16 @@ type popAddress struct {
 	addr netip.Addr
 	// down is false until a probe says otherwise, so that a configuration
 	// without checks serves every address.
-	down atomic.Bool
+	down      atomic.Bool
+	since     atomic.Int64                // UnixNano of the last change of healthy/down (0: never probed)
+	lastCheck atomic.Pointer[checkResult] // nil: never probed / unchecked
+}
+
+type checkResult struct {
+	at       time.Time
+	ok       bool
+	detail   string
+	duration time.Duration
 }
 
 func (a *popAddress) healthy() bool { return !a.down.Load() }
