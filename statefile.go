@@ -26,7 +26,7 @@ func (e drainEntry) activeAt(now time.Time) bool {
 func (e drainEntry) String() string {
 	s := e.id
 	if !e.until.IsZero() {
-		s += " until " + e.until.UTC().Format(time.RFC3339)
+		s += " until " + e.until.UTC().Format(time.RFC3339Nano)
 	}
 	if e.reason != "" {
 		s += " " + e.reason
