@@ -155,26 +155,27 @@ func BenchmarkServeDNSWithoutGeoroute(b *testing.B) {
 	}
 }
 
-// BenchmarkDecision is the routing decision alone: locate the client, find
-// the candidates in the answer (cached for a large one), read their health
-// and choose the nearest pop.
+// BenchmarkDecision is the routing decision alone: find the candidates in
+// the answer, read their health, locate the client, choose the nearest pop
+// and its SCOPE.
 func BenchmarkDecision(b *testing.B) {
 	for _, db := range benchDatabases {
 		for _, pops := range []int{5, 100, 1000} {
 			b.Run(fmt.Sprintf("%s/pops=%d", db.name, pops), func(b *testing.B) {
 				g, z := benchSetup(b, pops, db.paths)
-				client := netip.MustParsePrefix(db.client).Addr()
-				var small smallAnswer
-				var keptBuf [16]dns.RR
-				upBuf := make([]bool, 0, pops)
+				q := ecsTestQuery(b, "www.example.org.", dns.TypeA, db.client)
+				c, err := readClient(q, netip.MustParseAddr("10.240.0.1"), g.ecs, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res := new(dns.Msg)
+				res.SetReply(q)
+				res.Answer = z.answer
+				var d decision
 				b.ReportAllocs()
 				for b.Loop() {
-					loc := g.db.locate(client)
-					a := g.answerInfo(z.answer, "www.example.org.", dns.TypeA, &small)
-					up, _ := health(a.cands, upBuf)
-					var v verdict
-					choose(a.cands, up, loc.at, 1, keptBuf[:0], &v)
-					if !v.chose {
+					g.decide(&c, res, dns.TypeA, &d)
+					if !d.chose {
 						b.Fatal("no pop chosen")
 					}
 				}
@@ -208,8 +209,8 @@ func BenchmarkLocate(b *testing.B) {
 	}
 }
 
-// BenchmarkChoose is the nearest-pop choice alone.
-func BenchmarkChoose(b *testing.B) {
+// BenchmarkNearest is the nearest-pop choice alone.
+func BenchmarkNearest(b *testing.B) {
 	for _, pops := range []int{5, 100, 1000} {
 		b.Run(fmt.Sprintf("pops=%d", pops), func(b *testing.B) {
 			r := rand.New(rand.NewPCG(uint64(pops), 1))
@@ -226,11 +227,11 @@ func BenchmarkChoose(b *testing.B) {
 			}
 			client := pointAt(51.5074, -0.1278)
 			var buf [16]dns.RR
-			up, _ := health(cands, nil)
+			up, _ := nearestTestState(cands)
 			b.ReportAllocs()
 			for b.Loop() {
 				var v verdict
-				choose(cands, up, client, 1, buf[:0], &v)
+				nearest(cands, up, client, 1, buf[:0], &v)
 			}
 		})
 	}
@@ -249,7 +250,7 @@ func BenchmarkECS(b *testing.B) {
 	if err := q.Unpack(wire); err != nil {
 		b.Fatal(err)
 	}
-	var reply replyStorage
+	var reply tailoredReply
 	b.Run("parse", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -265,7 +266,7 @@ func BenchmarkECS(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			reply.withECS(nil, cs, 24)
+			reply.withECS(nil, &cs, 24)
 		}
 	})
 }

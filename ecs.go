@@ -132,6 +132,50 @@ func explainedLengths(opt *dns.OPT) uint64 {
 	return reach
 }
 
+// client is who a query is answered for: where it is located from and
+// what became of its ECS option. ServeDNS reads it from the query before
+// the next plugin runs (the server's scrub writer edits the request's OPT
+// when the reply is written).
+type client struct {
+	qname  string
+	remote netip.Addr
+	// subnet is the query's ECS option when georoute honours it (present);
+	// ignored is set when an option was there but not honoured (ecs off, an
+	// untrusted resolver).
+	subnet  clientSubnet
+	ignored bool
+	// lookup is the address the client is located by: the ECS address when
+	// byECS, else the source address.
+	lookup netip.Addr
+	byECS  bool
+	// unusedScope is the SCOPE of tailored answers when the ECS option was
+	// honoured but its address does not locate the client.
+	unusedScope int
+}
+
+// readClient reads the client of query r from remote. A malformed ECS
+// option is an error (FORMERR) only when georoute honours ECS from remote;
+// otherwise it is ignored like any unknown option. Without wireLength the
+// ADDRESS length is trusted (see readClientSubnet).
+func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) (client, error) {
+	c := client{qname: r.Question[0].Name, remote: remote, lookup: remote}
+	if !policy.honours(remote) {
+		c.ignored = hasClientSubnet(r)
+		return c, nil
+	}
+	cs, err := readClientSubnet(r, wireLength)
+	if err != nil || !cs.present {
+		return c, err
+	}
+	c.subnet = cs
+	if usable, scope := cs.usable(); usable {
+		c.lookup, c.byECS = cs.address.Unmap(), true
+	} else {
+		c.unusedScope = scope
+	}
+	return c, nil
+}
+
 // usable reports whether the ECS address itself locates the client. When it
 // does not (RFC 7871 §7.1.2, design §5), georoute locates by the source
 // address and scope is the SCOPE that tailored answers carry: 0 for SOURCE 0,

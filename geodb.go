@@ -183,17 +183,30 @@ type subnetPlace struct {
 	loc   clientLocation
 }
 
-// lookup finds addr in the database files.
-func (db *geoDB) lookup(addr netip.Addr) clientLocation {
-	var loc clientLocation
+// lookupResult is one file's answer for an address.
+type lookupResult = maxminddb.Result
+
+// each looks addr up in every file that can hold it, in declaration order,
+// while visit returns true: the one walk that lookup and describe share.
+func (db *geoDB) each(addr netip.Addr, visit func(src *geoSource, f *geoFile, res lookupResult) bool) {
 	for _, src := range db.sources {
 		f := src.current.Load()
 		if !f.covers(addr) {
 			continue
 		}
-		res := f.reader.Lookup(addr)
+		if !visit(src, f, f.reader.Lookup(addr)) {
+			return
+		}
+	}
+}
+
+// lookup finds addr in the database files: the first file with coordinates
+// for it wins.
+func (db *geoDB) lookup(addr netip.Addr) clientLocation {
+	var loc clientLocation
+	db.each(addr, func(_ *geoSource, f *geoFile, res lookupResult) bool {
 		if res.Err() != nil {
-			continue
+			return true
 		}
 		// Every address inside the intersection of the networks consulted
 		// gets this same result, so the SCOPE is the longest of them.
@@ -201,15 +214,17 @@ func (db *geoDB) lookup(addr netip.Addr) clientLocation {
 			loc.prefix = p
 		}
 		if !res.Found() {
-			continue
+			return true
 		}
+		// The file, not its source: a swap may have replaced the source's
+		// copy since, and places are cached per file.
 		p := f.places.get(res)
 		if !p.located {
-			continue
+			return true
 		}
 		loc.lat, loc.lon, loc.at, loc.located = p.lat, p.lon, p.at, true
-		return loc
-	}
+		return false
+	})
 	return loc
 }
 

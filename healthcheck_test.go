@@ -666,7 +666,7 @@ func TestHealthStartReportsReadyAfterFirstRound(t *testing.T) {
 		timeout 5s
 		fall 3
 	}`, db, srv.URL, srv.URL))
-	g, err := parse(c)
+	g, err := load(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,14 +3,9 @@ package georoute
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/coredns/caddy"
 )
-
-// dbPollInterval is how often the database files are checked for changes;
-// the design promises a change is noticed within 10 s.
-const dbPollInterval = 5 * time.Second
 
 // start launches the health checker and the database watcher. It runs in
 // OnStartup, once per (re)load of the Corefile; stop undoes it.
@@ -21,7 +16,7 @@ func (g *GeoRoute) start() error {
 	g.db.publishBuildTimes()
 	go func() {
 		defer close(g.watchDone)
-		g.db.watch(ctx, dbPollInterval)
+		g.db.watch(ctx, g.reload)
 	}()
 	g.health.start(func() { g.ready.Store(true) })
 	running.add(g)

@@ -1,7 +1,10 @@
 package georoute
 
 import (
+	"context"
+
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -14,7 +17,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "requests_total",
-		Help:      "Counter of routed A/AAAA queries by nearest chosen pop and location source (ecs, remote, fallback, signed).",
+		Help:      "Counter of routed A/AAAA queries by nearest chosen pop and location source (ecs, remote, fallback, override, signed).",
 	}, []string{"server", "pop", "source"})
 
 	// failOpenCount counts queries answered while every candidate was down.
@@ -92,3 +95,34 @@ var (
 		Help:      "Gauge of the build time (Unix seconds) of each database file in service, by base name.",
 	}, []string{"file"})
 )
+
+// count records a decision in the metrics: the request by pop and source,
+// fail-open, and the distance to the nearest chosen site. Replies without
+// an RRset to route are not requests of georoute's.
+func count(ctx context.Context, d *decision) {
+	if d.outcome != outcomeRouted && d.outcome != outcomeSigned {
+		return
+	}
+	server := metrics.WithServer(ctx)
+	popID := ""
+	if d.nearest != nil {
+		popID = d.nearest.id
+	}
+	requestCount.WithLabelValues(server, popID, d.source).Inc()
+	if d.failOpen {
+		failOpenCount.WithLabelValues(server).Inc()
+	}
+	if d.loc.located && d.chose {
+		distanceKmHist.WithLabelValues(server).Observe(distanceKm(d.loc.at, d.nearestAt))
+	}
+}
+
+// countClient records what became of a query's ECS option.
+func countClient(c *client) {
+	switch {
+	case c.byECS:
+		ecsUsed.Inc()
+	case c.subnet.present, c.ignored:
+		ecsIgnored.Inc()
+	}
+}

@@ -30,7 +30,24 @@ func nearestTestAddrs(rrs []dns.RR) []string {
 	return out
 }
 
-func TestChoose(t *testing.T) {
+// nearestTestCandidates turns records into candidates as a decision does.
+func nearestTestCandidates(g *GeoRoute, rrs []dns.RR) []candidate {
+	var cands []candidate
+	for i, rr := range rrs {
+		cands = append(cands, g.candidate(rr, i))
+	}
+	return cands
+}
+
+// nearestTestState reads the candidates' health as a decision does, with
+// nothing drained: which ones choosing may use, and whether that failed open.
+func nearestTestState(cands []candidate) (eligible []bool, failOpen bool) {
+	d := decision{cands: cands}
+	(&GeoRoute{}).readState(&d)
+	return d.eligible, d.failOpen
+}
+
+func TestNearest(t *testing.T) {
 	london := pointAt(51.5074, -0.1278)
 	nyc := func(addr string) candidate { return nearestTestSite(addr, 0, 40.7128, -74.0060) }
 	lhr := func(addr string) candidate { return nearestTestSite(addr, 1, 51.47, -0.4543) }
@@ -76,9 +93,9 @@ func TestChoose(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var v verdict
-			up, _ := health(tc.cands, nil)
-			choose(tc.cands, up, tc.client, tc.n, nil, &v)
-			if got := nearestTestAddrs(v.kept); !reflect.DeepEqual(got, tc.want) {
+			up, _ := nearestTestState(tc.cands)
+			kept := nearest(tc.cands, up, tc.client, tc.n, nil, &v)
+			if got := nearestTestAddrs(kept); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("kept %v, want %v", got, tc.want)
 			}
 			if tc.nearest < 0 {
@@ -95,9 +112,9 @@ func TestChoose(t *testing.T) {
 	t.Run("the kept records are appended to the given buffer", func(t *testing.T) {
 		var buf [4]dns.RR
 		var v verdict
-		choose([]candidate{nyc("192.0.2.10")}, []bool{true}, london, 1, buf[:0], &v)
-		if len(v.kept) != 1 || &v.kept[0] != &buf[0] {
-			t.Fatal("choose did not use the buffer it was given")
+		kept := nearest([]candidate{nyc("192.0.2.10")}, []bool{true}, london, 1, buf[:0], &v)
+		if len(kept) != 1 || &kept[0] != &buf[0] {
+			t.Fatal("nearest did not use the buffer it was given")
 		}
 	})
 }
@@ -129,10 +146,10 @@ func TestCandidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			georouteTestSetDown(t, g, tc.down...)
 			t.Cleanup(func() { georouteTestSetDown(t, g) })
-			cands := g.candidates(tc.rrs, nil)
-			up, allDown := health(cands, nil)
+			cands := nearestTestCandidates(g, tc.rrs)
+			up, allDown := nearestTestState(cands)
 			var got []string
-			for _, rr := range keepUp(cands, up, nil) {
+			for _, rr := range keepEligible(cands, up, nil) {
 				got = append(got, addrOf(rr).String())
 			}
 			if !reflect.DeepEqual(got, tc.want) || allDown != tc.failOpen {
@@ -142,7 +159,7 @@ func TestCandidates(t *testing.T) {
 	}
 	t.Run("pop addresses carry their pop's rank and place; anonymous ones come after every pop in answer order", func(t *testing.T) {
 		rrs := []dns.RR{nearestTestA("203.0.113.200"), nearestTestA("198.51.100.10"), nearestTestA("198.51.100.99"), nearestTestA("192.0.2.200")}
-		cands := g.candidates(rrs, nil)
+		cands := nearestTestCandidates(g, rrs)
 		lhr := g.byAddr[netip.MustParseAddr("198.51.100.10")].pop
 		if cands[1].pop != lhr || cands[1].site != lhr.rank || cands[1].at != lhr.at || !cands[1].located {
 			t.Errorf("pop candidate %+v", cands[1])
@@ -158,7 +175,7 @@ func TestCandidates(t *testing.T) {
 		}
 	})
 	t.Run("IPv4-mapped AAAA is matched to its IPv4 pop address", func(t *testing.T) {
-		cands := g.candidates([]dns.RR{aaaa("::ffff:198.51.100.10")}, nil)
+		cands := nearestTestCandidates(g, []dns.RR{aaaa("::ffff:198.51.100.10")})
 		if cands[0].pop == nil || cands[0].pop.id != "lhr" {
 			t.Fatalf("candidate %+v is not lhr's", cands[0])
 		}
@@ -180,7 +197,7 @@ func TestOneSite(t *testing.T) {
 		down := &popAddress{}
 		down.down.Store(true)
 		cands := []candidate{{site: 1, pa: down}, {site: 2}}
-		if up, _ := health(cands, nil); !oneSite(cands, up) {
+		if up, _ := nearestTestState(cands); !oneSite(cands, up) {
 			t.Error("oneSite = false with the other site down")
 		}
 		if oneSite(cands, []bool{true, true}) {
@@ -193,7 +210,7 @@ func TestOneSite(t *testing.T) {
 			for _, s := range tc.sites {
 				cands = append(cands, candidate{site: s})
 			}
-			up, _ := health(cands, nil)
+			up, _ := nearestTestState(cands)
 			if got := oneSite(cands, up); got != tc.want {
 				t.Fatalf("oneSite = %v, want %v", got, tc.want)
 			}

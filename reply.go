@@ -2,86 +2,90 @@ package georoute
 
 import "github.com/miekg/dns"
 
-// replyStorage holds everything a tailored reply is made of: the analysis
-// of a small answer, the copy of the next plugin's message, its new answer and additional sections, the OPT
-// RR with the ECS echo, and TTL-capped copies of address records. It lives
-// inside the per-query routingWriter, so that tailoring a reply costs that
-// one allocation in the common case; larger replies spill to the heap.
-//
-// Nothing here may be reused after the reply is written: plugins above
-// georoute (log, metrics) keep the written message until their own
-// ServeDNS returns.
-type replyStorage struct {
-	small   smallAnswer
-	up      [largeAnswer]bool
-	msg     dns.Msg
-	kept    [8]dns.RR
-	answer  [8]dns.RR
-	extra   [4]dns.RR
-	opt     dns.OPT
-	options [4]dns.EDNS0
-	ecs     dns.EDNS0_SUBNET
-	ecsAddr [16]byte
-	a       [4]dns.A
-	aaaa    [4]dns.AAAA
-	nA      int
-	nAAAA   int
-}
-
-// upBuf returns room for the health of n candidates.
-func (s *replyStorage) upBuf(n int) []bool {
-	if n <= len(s.up) {
-		return s.up[:0]
+// apply turns the next plugin's reply into georoute's, as d decided: the
+// routed RRset replaced by the kept records (TTL-capped), and the ECS echo
+// when the query's option was honoured. Like loadbalance it sets the
+// sections of res to new slices and never writes into the slices or
+// records the next plugin handed out: file serves them from its zone tree.
+// Everything new lives in one allocation, tailoredReply, plus one per
+// TTL-capped record.
+func (g *GeoRoute) apply(res *dns.Msg, d *decision, c *client) *dns.Msg {
+	routed := d.outcome == outcomeRouted
+	if !routed && !c.subnet.present {
+		return res
 	}
-	return make([]bool, 0, n)
+	t := new(tailoredReply)
+	if routed {
+		res.Answer = t.answer(res.Answer, d, g.ttl)
+	}
+	if c.subnet.present {
+		res.Extra = t.withECS(res.Extra, &c.subnet, d.scope)
+	}
+	return res
 }
 
-// copyOf returns a shallow copy of res, backed by the storage.
-func (s *replyStorage) copyOf(res *dns.Msg) *dns.Msg {
-	s.msg = *res
-	return &s.msg
+// tailoredReply is the storage of a reply georoute changed, sized for the
+// common case (a few answer records, no OPT of the next plugin's); larger
+// replies spill to the heap. It must not be reused: plugins above georoute
+// (log) read the written message after georoute returns.
+type tailoredReply struct {
+	answerBuf [2]dns.RR
+	extraBuf  [2]dns.RR
+	opt       dns.OPT
+	options   [1]dns.EDNS0
+	ecs       dns.EDNS0_SUBNET
+	ecsAddr   [16]byte
 }
 
-// capTTL returns rr with its TTL at most ttl, copying it when the TTL has to
-// change: the record may belong to the next plugin's zone.
-func (s *replyStorage) capTTL(rr dns.RR, ttl uint32) dns.RR {
+// answer returns the answer section with the routed RRset replaced: the
+// kept records take the place of the first of its records; the rest of
+// the answer (CNAMEs, other records) keeps its order.
+func (t *tailoredReply) answer(answer []dns.RR, d *decision, ttl uint32) []dns.RR {
+	out := t.answerBuf[:0]
+	inserted := false
+	for i, rr := range answer {
+		if !d.target[i] {
+			out = append(out, rr)
+			continue
+		}
+		if !inserted {
+			for _, k := range d.kept {
+				out = append(out, capTTL(k, ttl))
+			}
+			inserted = true
+		}
+	}
+	return out
+}
+
+// capTTL returns rr with its TTL at most ttl, copying it when the TTL has
+// to change: the record belongs to the next plugin.
+func capTTL(rr dns.RR, ttl uint32) dns.RR {
 	if rr.Header().Ttl <= ttl {
 		return rr
 	}
+	var c dns.RR
 	switch r := rr.(type) {
 	case *dns.A:
-		c := take(s.a[:], &s.nA)
-		*c = *r
-		c.Hdr.Ttl = ttl
-		return c
+		a := *r
+		c = &a
 	case *dns.AAAA:
-		c := take(s.aaaa[:], &s.nAAAA)
-		*c = *r
-		c.Hdr.Ttl = ttl
-		return c
+		a := *r
+		c = &a
+	default:
+		c = dns.Copy(rr)
 	}
-	c := dns.Copy(rr)
 	c.Header().Ttl = ttl
 	return c
-}
-
-// take returns the next free element of buf, counted by n, or a new one
-// when buf is used up.
-func take[T any](buf []T, n *int) *T {
-	if *n < len(buf) {
-		*n++
-		return &buf[*n-1]
-	}
-	return new(T)
 }
 
 // withECS returns extra with its OPT RR carrying exactly one ECS option
 // echoing cs with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
 // OPT the next plugin put there is copied, one without it is added (the
 // server's scrub writer then fills in the client's buffer size and DO bit).
-func (s *replyStorage) withECS(extra []dns.RR, cs clientSubnet, scope int) []dns.RR {
-	cs.echoInto(&s.ecs, s.ecsAddr[:], scope)
-	return appendWithECS(s.extra[:0], &s.opt, s.options[:0], extra, &s.ecs)
+func (t *tailoredReply) withECS(extra []dns.RR, cs *clientSubnet, scope int) []dns.RR {
+	cs.echoInto(&t.ecs, t.ecsAddr[:], scope)
+	return appendWithECS(t.extraBuf[:0], &t.opt, t.options[:0], extra, &t.ecs)
 }
 
 // appendWithECS appends extra to dst with the first OPT RR replaced by opt:
@@ -113,7 +117,7 @@ func appendWithECS(dst []dns.RR, opt *dns.OPT, options []dns.EDNS0, extra []dns.
 }
 
 // withECS is appendWithECS on fresh storage, for replies georoute builds
-// itself (explain answers).
+// itself (FORMERR apart: explain answers, error replies).
 func withECS(extra []dns.RR, ecs *dns.EDNS0_SUBNET) []dns.RR {
 	return appendWithECS(make([]dns.RR, 0, len(extra)+1), new(dns.OPT), nil, extra, ecs)
 }

@@ -45,7 +45,7 @@ func FuzzParse(f *testing.F) {
 		}
 		c := caddy.NewTestController("dns", input)
 		c.ServerBlockKeys = []string{"dns://example.org.:53"}
-		g, err := parse(c)
+		g, err := load(c)
 		if err != nil {
 			if g != nil {
 				t.Errorf("parse returned %v together with error %v", g, err)

@@ -486,7 +486,7 @@ func parseTestCorefile(input string, keys []string, root string) (*GeoRoute, err
 	c := caddy.NewTestController("dns", input)
 	c.ServerBlockKeys = keys
 	dnsserver.GetConfig(c).Root = root
-	return parse(c)
+	return load(c)
 }
 
 func TestParseValidCorefiles(t *testing.T) {

@@ -1,0 +1,149 @@
+package georoute
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// candidate is one address record of the answer being routed.
+type candidate struct {
+	rr   dns.RR
+	addr netip.Addr
+	// site groups the addresses of one pop: the pop's rank, or for an address
+	// no pop claims (an anonymous site of its own) a number after every pop's
+	// in answer order, so that ties keep the answer's order.
+	site    int
+	pop     *pop        // nil for an anonymous site
+	pa      *popAddress // nil for an anonymous site, which is always healthy
+	at      point
+	located bool
+}
+
+// healthy reads the candidate's health as the checker last published it.
+func (c *candidate) healthy() bool { return c.pa == nil || c.pa.healthy() }
+
+// analyze finds the RRset of res that georoute routes and turns its
+// records into candidates, in d. It reports whether there is anything to
+// decide: false leaves d.outcome at outcomeNotRouted or outcomeNoRecords.
+func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
+	if (d.qtype != dns.TypeA && d.qtype != dns.TypeAAAA) || res.Rcode != dns.RcodeSuccess || len(res.Question) == 0 {
+		return false
+	}
+	d.owner = chainEnd(res.Answer, qname)
+	if !g.routes(d.owner) {
+		return false
+	}
+	d.outcome = outcomeNoRecords
+	for i, rr := range res.Answer {
+		t := isTarget(rr, d.qtype, d.owner)
+		d.target = append(d.target, t)
+		if t {
+			d.cands = append(d.cands, g.candidate(rr, i))
+		}
+	}
+	if len(d.cands) == 0 {
+		return false
+	}
+	d.outcome = outcomeRouted
+	if signed(res.Answer, d.qtype, d.owner) {
+		d.outcome = outcomeSigned
+	}
+	return true
+}
+
+// candidate says which pop serves the address of rr, the i-th record of
+// the answer, or where the database places an address no pop claims.
+func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
+	c := candidate{rr: rr, addr: addrOf(rr)}
+	if pa, ok := g.byAddr[c.addr]; ok {
+		c.pop, c.pa, c.site, c.at, c.located = pa.pop, pa, pa.pop.rank, pa.pop.at, true
+		return c
+	}
+	c.site = len(g.pops) + i
+	if loc := g.db.locate(c.addr); loc.located {
+		c.at, c.located = loc.at, true
+	}
+	return c
+}
+
+// routes reports whether name is one of the configured names or below one,
+// label by label: an escaped dot (a\.x.example.org) is part of a label, not
+// a boundary. It is plugin.Zones.Matches without the allocations of
+// splitting labels: the zones are lower-case FQDNs.
+func (g *GeoRoute) routes(name string) bool {
+	for _, z := range g.zones {
+		if z == "." {
+			return true
+		}
+		if len(name) < len(z) || !strings.EqualFold(name[len(name)-len(z):], z) {
+			continue
+		}
+		if len(name) == len(z) {
+			return true
+		}
+		if dot := len(name) - len(z) - 1; name[dot] == '.' && !escaped(name, dot) {
+			return true
+		}
+	}
+	return false
+}
+
+// escaped reports whether the character at i of a presentation-format
+// name is escaped: preceded by an odd number of backslashes.
+func escaped(name string, i int) bool {
+	n := 0
+	for i--; i >= 0 && name[i] == '\\'; i-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// chainEnd follows the CNAME records of answer from qname and returns the
+// name at the end of the chain: the owner of the RRset that answers the query.
+func chainEnd(answer []dns.RR, qname string) string {
+	name := qname
+	for range answer {
+		next := ""
+		for _, rr := range answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	return name
+}
+
+func isTarget(rr dns.RR, qtype uint16, owner string) bool {
+	h := rr.Header()
+	return h.Rrtype == qtype && strings.EqualFold(h.Name, owner)
+}
+
+// signed reports whether an RRSIG in answer covers the RRset: cutting it
+// would break the signature.
+func signed(answer []dns.RR, qtype uint16, owner string) bool {
+	for _, rr := range answer {
+		if s, ok := rr.(*dns.RRSIG); ok && s.TypeCovered == qtype && strings.EqualFold(s.Hdr.Name, owner) {
+			return true
+		}
+	}
+	return false
+}
+
+// addrOf returns the address of an A or AAAA record.
+func addrOf(rr dns.RR) netip.Addr {
+	var a netip.Addr
+	switch r := rr.(type) {
+	case *dns.A:
+		a, _ = netip.AddrFromSlice(r.A)
+	case *dns.AAAA:
+		a, _ = netip.AddrFromSlice(r.AAAA)
+	}
+	return a.Unmap()
+}

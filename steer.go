@@ -1,0 +1,106 @@
+package georoute
+
+import (
+	"net/netip"
+	"slices"
+	"sync/atomic"
+)
+
+// steering is what operators feed the decision besides health: drained
+// pops and pinned networks. Both are immutable values swapped whole, so a
+// query reads each once, without a lock.
+type steering struct {
+	drains    atomic.Pointer[drainSet]      // nil: nothing drained
+	overrides atomic.Pointer[overrideTable] // nil: no overrides
+}
+
+// drainSet is the drained pops at one moment.
+type drainSet struct {
+	// drained is indexed by pop rank (declaration order).
+	drained []bool
+}
+
+// has reports whether the pop of the given rank is drained.
+func (d *drainSet) has(rank int) bool {
+	return d != nil && rank < len(d.drained) && d.drained[rank]
+}
+
+// overrideTable is the `override` rules of a block, inline and from its
+// `overrides` file.
+type overrideTable struct {
+	rules []overrideRule
+}
+
+// overrideRule pins the clients located inside prefix to pops.
+type overrideRule struct {
+	// prefix is masked; IPv4 networks are plain IPv4, never IPv4-mapped.
+	prefix netip.Prefix
+	// pops are served in this order.
+	pops []*pop
+}
+
+// lists reports whether p is one of the rule's pops.
+func (r *overrideRule) lists(p *pop) bool { return p != nil && slices.Contains(r.pops, p) }
+
+// match returns the longest rule whose network holds addr, nil if none.
+func (t *overrideTable) match(addr netip.Addr) *overrideRule {
+	if t == nil {
+		return nil
+	}
+	var best *overrideRule
+	for i := range t.rules {
+		r := &t.rules[i]
+		if r.prefix.Contains(addr) && (best == nil || r.prefix.Bits() > best.prefix.Bits()) {
+			best = r
+		}
+	}
+	return best
+}
+
+// bound narrows a SCOPE of bits around addr (in addr's family) until the
+// block it claims holds no rule boundary: inside the block either every
+// address falls under the same rule or none does. A rule holding addr
+// makes the block at least as long as the rule; a rule inside the block
+// that does not hold addr cuts the block just above it.
+func (t *overrideTable) bound(addr netip.Addr, bits int) int {
+	if t == nil {
+		return bits
+	}
+	for i := range t.rules {
+		p := t.rules[i].prefix
+		if p.Addr().Is4() != addr.Is4() || p.Bits() <= bits {
+			continue
+		}
+		if p.Contains(addr) {
+			bits = p.Bits()
+			continue
+		}
+		if block := netip.PrefixFrom(addr, bits).Masked(); block.Contains(p.Addr()) {
+			bits = max(bits, commonBits(addr, p.Addr())+1)
+		}
+	}
+	return bits
+}
+
+// commonBits is the number of leading bits two addresses of one family
+// share.
+func commonBits(a, b netip.Addr) int {
+	x, y := a.As16(), b.As16()
+	n := 0
+	for i := range x {
+		d := x[i] ^ y[i]
+		if d == 0 {
+			n += 8
+			continue
+		}
+		for d&0x80 == 0 {
+			n++
+			d <<= 1
+		}
+		break
+	}
+	if a.Is4() {
+		n -= 96
+	}
+	return n
+}
