@@ -379,7 +379,7 @@ func TestMinUpAtMostThePops(t *testing.T) {
 	if err == nil || err.Error() != "Corefile:7 - Error during parsing: min_up 4 is more than the 3 pops of this block; expected at most 3" {
 		t.Fatalf("got %v", err)
 	}
-	if err := (&steerConfig{minUp: 3}).checkMinUp("Corefile", 3); err != nil {
+	if err := (&steerConfig{minUp: 3, minUpLine: 2}).checkMinUp("Corefile", 3); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -39,7 +39,7 @@ func parseOverride(args []string, byID map[string]*pop) (overrideRule, error) {
 	for _, id := range args[1:] {
 		p := byID[id]
 		if p == nil {
-			return overrideRule{}, fmt.Errorf("override %s: %q is not a declared pop; expected one of %s", args[0], id, popIDs(byID))
+			return overrideRule{}, fmt.Errorf("override %s: %q is not a declared pop; expected one of %s", args[0], id, declaredPops(byID))
 		}
 		if slices.Contains(rule.pops, p) {
 			return overrideRule{}, fmt.Errorf("override %s lists pop %s twice", args[0], id)
@@ -49,8 +49,8 @@ func parseOverride(args []string, byID map[string]*pop) (overrideRule, error) {
 	return rule, nil
 }
 
-// popIDs lists the declared ids for error messages, in declaration order.
-func popIDs(byID map[string]*pop) string {
+// declaredPops lists the declared ids for error messages, in declaration order.
+func declaredPops(byID map[string]*pop) string {
 	pops := make([]*pop, 0, len(byID))
 	for _, p := range byID {
 		pops = append(pops, p)

@@ -20,7 +20,12 @@ type steerConfig struct {
 	overrideLines []overrideLine
 	overridesPath string
 	statePath     string
-	admin         *adminConfig
+	// overridesLine and stateLine are where those were set, for errors
+	// about the files.
+	overridesLine, stateLine int
+	admin                    *adminConfig
+	// memoryKey names the server block's drains in memory, without state.
+	memoryKey string
 	// minUp (default 1) is how many pops a drain must leave neither down
 	// nor drained; minUpLine is where it was set, for errors.
 	minUp     int
@@ -48,15 +53,16 @@ func (s *steerConfig) parseOverrideProperty(c *caddy.Controller, args []string) 
 
 // parsePathProperty reads `overrides PATH` and `state PATH`; relative
 // paths are joined to the server's root, as db's are.
-func parsePathProperty(c *caddy.Controller, args []string, root string) (string, error) {
+func (s *steerConfig) parsePathProperty(c *caddy.Controller, p *blockParser, prop string, args []string) error {
 	if len(args) != 1 {
-		return "", c.ArgErr()
+		return c.ArgErr()
 	}
-	p := args[0]
-	if !filepath.IsAbs(p) && root != "" {
-		p = filepath.Join(root, p)
+	if prop == "state" {
+		s.statePath, s.stateLine = p.path(args[0]), c.Line()
+	} else {
+		s.overridesPath, s.overridesLine = p.path(args[0]), c.Line()
 	}
-	return p, nil
+	return nil
 }
 
 // parseMinUp reads `min_up N`; whether N pops exist is checked once the
@@ -129,8 +135,13 @@ func readToken(path string) (string, error) {
 	return token, nil
 }
 
-// checkMinUp refuses a min_up no set of pops can meet.
+// checkMinUp refuses a min_up no set of pops can meet. The default of 1
+// asks for nothing in a block without pops (anonymous sites only).
 func (s *steerConfig) checkMinUp(file string, pops int) error {
+	if s.minUpLine == 0 {
+		s.minUp = min(s.minUp, pops)
+		return nil
+	}
 	if s.minUp > pops {
 		return fmt.Errorf("%s:%d - Error during parsing: min_up %d is more than the %d pops of this block; expected at most %d", file, s.minUpLine, s.minUp, pops, pops)
 	}

@@ -1,6 +1,7 @@
 package georoute
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -23,10 +24,9 @@ type steerRuntime struct {
 
 // buildSteering resolves the steering config against the pops and loads
 // the files, so that a bad one stops start-up with its file and line.
-// memoryKey names the drains of this server block when there is no state
-// file: they then live in memory across Corefile reloads.
-func buildSteering(cfg steerConfig, pops []*pop, st *steering, memoryKey, blockFile string, reload time.Duration) (*steerRuntime, error) {
-	if err := cfg.checkMinUp(blockFile, len(pops)); err != nil {
+// explain answers the admin endpoint's GET /explain.
+func buildSteering(cfg steerConfig, pops []*pop, st *steering, blockFile string, reload time.Duration, explain func(explainRequest) (any, error)) (*steerRuntime, error) {
+	if err := (&cfg).checkMinUp(blockFile, len(pops)); err != nil {
 		return nil, err
 	}
 	byID := map[string]*pop{}
@@ -38,26 +38,29 @@ func buildSteering(cfg steerConfig, pops []*pop, st *steering, memoryKey, blockF
 		return nil, err
 	}
 	if err := o.load(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s:%d - Error during parsing: %v", blockFile, cfg.overridesLine, err)
 	}
-	var store textStore = memoryStore{key: memoryKey}
+	var store textStore = memoryStore{key: cfg.memoryKey}
 	if cfg.statePath != "" {
 		store = fileStore{path: cfg.statePath}
 	}
 	d := newDrainControl(pops, store, &st.drains)
 	if err := d.load(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s:%d - Error during parsing: %v", blockFile, cfg.stateLine, err)
 	}
 	r := &steerRuntime{overrides: o, drains: d, reload: reload}
 	if cfg.admin != nil {
-		r.admin = &adminAPI{addr: cfg.admin.addr, token: cfg.admin.token, pops: pops, drains: d, minUp: cfg.minUp}
+		r.admin = &adminAPI{addr: cfg.admin.addr, token: cfg.admin.token, pops: pops, drains: d, minUp: cfg.minUp, explain: explain}
 	}
 	return r, nil
 }
 
-// start binds the admin endpoint (or takes it over from the instance this
+// start (nil-safe, for an instance built without open) binds the admin endpoint (or takes it over from the instance this
 // one replaces) and starts following the files.
 func (r *steerRuntime) start() error {
+	if r == nil {
+		return nil
+	}
 	if r.admin != nil {
 		if err := r.admin.start(); err != nil {
 			return err
@@ -78,6 +81,9 @@ func (r *steerRuntime) start() error {
 // stop undoes start and waits for the poller; calling it twice, or without
 // start, is harmless.
 func (r *steerRuntime) stop() {
+	if r == nil {
+		return
+	}
 	if r.started.CompareAndSwap(true, false) {
 		close(r.stopPoll)
 		<-r.pollDone

@@ -475,7 +475,7 @@ func TestOverridesInlineAndFile(t *testing.T) {
 			t.Errorf("%s: got %q (%v), want %s", tc.client, got, err, tc.want)
 		}
 	}
-	if v := s.metric(`coredns_georoute_requests_total{pop="nrt",server="dns://:` + strconv.Itoa(s.port) + `",source="override"}`); v < 1 {
+	if v := s.metricSum("coredns_georoute_requests_total", `pop="nrt"`, `source="override"`); v != 1 {
 		t.Errorf("override answers not counted as source=override: %v", v)
 	}
 	t.Run("a drained override pop is skipped for the next one listed", func(t *testing.T) {
@@ -510,9 +510,9 @@ func TestOverridesInlineAndFile(t *testing.T) {
 	})
 	t.Run("config errors name the line", func(t *testing.T) {
 		for extra, want := range map[string]string{
-			"        override 198.18.2.1/24 nrt\n": "Corefile:11 - Error during parsing: override 198.18.2.1/24 has host bits set; expected 198.18.2.0/24",
-			"        override 198.18.2.0/24 fra\n": `Corefile:11 - Error during parsing: override 198.18.2.0/24: "fra" is not a declared pop`,
-			"        min_up 4\n":                   "Corefile:11 - Error during parsing: min_up 4 is more than the 3 pops of this block",
+			"        override 198.18.2.1/24 nrt\n": "Corefile:13 - Error during parsing: override 198.18.2.1/24 has host bits set; expected 198.18.2.0/24",
+			"        override 198.18.2.0/24 fra\n": `Corefile:13 - Error during parsing: override 198.18.2.0/24: "fra" is not a declared pop`,
+			"        min_up 4\n":                   "Corefile:13 - Error during parsing: min_up 4 is more than the 3 pops of this block",
 		} {
 			bad := newServer(t, steerCorefile(fmt.Sprintf("127.0.0.1:%d", freePort(t)), "state", extra), nil)
 			bad.start()
@@ -591,4 +591,68 @@ func listeners(t *testing.T, s *server, port string) int {
 		}
 	}
 	return n
+}
+
+// TestExplainMatchesDNS: GET /explain gives the addresses and SCOPE that
+// the same client gets from DNS, drains and overrides included.
+func TestExplainMatchesDNS(t *testing.T) {
+	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), "        override 198.18.9.0/24 nrt\n", nil)
+	if code, _ := s.call("DELETE", "/pops/nyc"); code != 200 {
+		t.Fatal(code)
+	}
+	for _, tc := range []struct {
+		name, client, qtype string
+		dig                 []string
+		pop                 string
+	}{
+		{"London by ECS", "198.18.2.0/24", "A", []string{"+subnet=198.18.2.0/24"}, "lhr"},
+		{"New York by ECS, nyc drained", "198.18.1.0/24", "A", []string{"+subnet=198.18.1.0/24"}, "lhr"},
+		{"Frankfurt, overridden to nrt", "198.18.9.0/24", "A", []string{"+subnet=198.18.9.0/24"}, "nrt"},
+		{"Tokyo over IPv6", "2001:db8:300::/48", "AAAA", []string{"+subnet=2001:db8:300::/48", "AAAA"}, "nrt"},
+		{"London by source address", "127.0.0.2", "A", []string{"-b", "127.0.0.2"}, "lhr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := adminCall(t, s.admin, "", "GET", "/explain?name=www.example.org&client="+tc.client+"&type="+tc.qtype)
+			var ex struct {
+				Pop        string
+				Addresses  []string
+				Scope      int
+				Outcome    string
+				Candidates []struct {
+					Address    string
+					State      string
+					DistanceKm *float64 `json:"distance_km"`
+				}
+			}
+			if err := json.Unmarshal(body, &ex); err != nil || code != 200 {
+				t.Fatalf("%d %s", code, body)
+			}
+			r := s.query(append([]string{"www.example.org"}, tc.dig...)...)
+			got := r.addresses()
+			scope := ""
+			if r.ecs != "" {
+				scope = r.ecs[strings.LastIndex(r.ecs, "/")+1:]
+			} else {
+				scope = "0"
+			}
+			if ex.Outcome != "routed" || ex.Pop != tc.pop || strings.Join(ex.Addresses, " ") != strings.Join(got, " ") || strconv.Itoa(ex.Scope) != scope {
+				t.Fatalf("explain says %s %v /%d (%s); DNS answers %v scope %s\n%s", ex.Pop, ex.Addresses, ex.Scope, ex.Outcome, got, scope, body)
+			}
+			if len(ex.Candidates) != 3 || ex.Candidates[0].DistanceKm == nil {
+				t.Fatalf("candidates %+v", ex.Candidates)
+			}
+			for _, c := range ex.Candidates {
+				if (c.Address == "192.0.2.10" || c.Address == "2001:db8:1::10") != (c.State == "drained") {
+					t.Fatalf("candidate %s is %s", c.Address, c.State)
+				}
+			}
+		})
+	}
+	t.Run("explaining is not counted as a query", func(t *testing.T) {
+		before := s.metricSum("coredns_georoute_requests_total")
+		adminCall(t, s.admin, "", "GET", "/explain?name=www.example.org&client=198.18.2.0/24")
+		if after := s.metricSum("coredns_georoute_requests_total"); after != before {
+			t.Fatalf("requests_total went from %v to %v", before, after)
+		}
+	})
 }
