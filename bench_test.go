@@ -250,7 +250,7 @@ func BenchmarkECS(b *testing.B) {
 	if err := q.Unpack(wire); err != nil {
 		b.Fatal(err)
 	}
-	var reply tailoredReply
+	var reply tailoredReply[dns.A]
 	b.Run("parse", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -7,16 +7,20 @@ import "github.com/miekg/dns"
 // when the query's option was honoured. Like loadbalance it sets the
 // sections of res to new slices and never writes into the slices or
 // records the next plugin handed out: file serves them from its zone tree.
-// Everything new lives in one allocation, tailoredReply, plus one per
-// TTL-capped record.
+// In the common case everything new lives in one allocation.
 func (g *GeoRoute) apply(res *dns.Msg, d *decision, c *client) *dns.Msg {
-	routed := d.outcome == outcomeRouted
-	if !routed && !c.subnet.present {
+	if d.outcome != outcomeRouted && !c.subnet.present {
 		return res
 	}
-	t := new(tailoredReply)
-	if routed {
-		res.Answer = t.answer(res.Answer, d, g.ttl)
+	if d.qtype == dns.TypeAAAA {
+		return applyInto(new(tailoredReply[dns.AAAA]), res, d, c, g.ttl)
+	}
+	return applyInto(new(tailoredReply[dns.A]), res, d, c, g.ttl)
+}
+
+func applyInto[R dns.A | dns.AAAA](t *tailoredReply[R], res *dns.Msg, d *decision, c *client, ttl uint32) *dns.Msg {
+	if d.outcome == outcomeRouted {
+		res.Answer = t.answer(res.Answer, d, ttl)
 	}
 	if c.subnet.present {
 		res.Extra = t.withECS(res.Extra, &c.subnet, d.scope)
@@ -25,22 +29,26 @@ func (g *GeoRoute) apply(res *dns.Msg, d *decision, c *client) *dns.Msg {
 }
 
 // tailoredReply is the storage of a reply georoute changed, sized for the
-// common case (a few answer records, no OPT of the next plugin's); larger
-// replies spill to the heap. It must not be reused: plugins above georoute
-// (log) read the written message after georoute returns.
-type tailoredReply struct {
-	answerBuf [2]dns.RR
-	extraBuf  [2]dns.RR
+// common case (one kept record whose TTL is capped, no OPT of the next
+// plugin's); larger replies spill to the heap. It must not be reused:
+// plugins above georoute (log) read the written message after georoute
+// returns.
+type tailoredReply[R dns.A | dns.AAAA] struct {
+	answerBuf [1]dns.RR
+	extraBuf  [1]dns.RR
 	opt       dns.OPT
 	options   [1]dns.EDNS0
 	ecs       dns.EDNS0_SUBNET
 	ecsAddr   [16]byte
+	// capped is the TTL-capped copy of the first kept record.
+	capped     R
+	cappedUsed bool
 }
 
 // answer returns the answer section with the routed RRset replaced: the
 // kept records take the place of the first of its records; the rest of
 // the answer (CNAMEs, other records) keeps its order.
-func (t *tailoredReply) answer(answer []dns.RR, d *decision, ttl uint32) []dns.RR {
+func (t *tailoredReply[R]) answer(answer []dns.RR, d *decision, ttl uint32) []dns.RR {
 	out := t.answerBuf[:0]
 	inserted := false
 	for i, rr := range answer {
@@ -50,7 +58,7 @@ func (t *tailoredReply) answer(answer []dns.RR, d *decision, ttl uint32) []dns.R
 		}
 		if !inserted {
 			for _, k := range d.kept {
-				out = append(out, capTTL(k, ttl))
+				out = append(out, t.capTTL(k, ttl))
 			}
 			inserted = true
 		}
@@ -60,19 +68,20 @@ func (t *tailoredReply) answer(answer []dns.RR, d *decision, ttl uint32) []dns.R
 
 // capTTL returns rr with its TTL at most ttl, copying it when the TTL has
 // to change: the record belongs to the next plugin.
-func capTTL(rr dns.RR, ttl uint32) dns.RR {
+func (t *tailoredReply[R]) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	if rr.Header().Ttl <= ttl {
 		return rr
 	}
 	var c dns.RR
-	switch r := rr.(type) {
-	case *dns.A:
-		a := *r
-		c = &a
-	case *dns.AAAA:
-		a := *r
-		c = &a
-	default:
+	if r, ok := any(rr).(*R); ok {
+		if !t.cappedUsed {
+			t.capped, t.cappedUsed = *r, true
+			c = any(&t.capped).(dns.RR)
+		} else {
+			cp := *r
+			c = any(&cp).(dns.RR)
+		}
+	} else {
 		c = dns.Copy(rr)
 	}
 	c.Header().Ttl = ttl
@@ -83,7 +92,7 @@ func capTTL(rr dns.RR, ttl uint32) dns.RR {
 // echoing cs with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
 // OPT the next plugin put there is copied, one without it is added (the
 // server's scrub writer then fills in the client's buffer size and DO bit).
-func (t *tailoredReply) withECS(extra []dns.RR, cs *clientSubnet, scope int) []dns.RR {
+func (t *tailoredReply[R]) withECS(extra []dns.RR, cs *clientSubnet, scope int) []dns.RR {
 	cs.echoInto(&t.ecs, t.ecsAddr[:], scope)
 	return appendWithECS(t.extraBuf[:0], &t.opt, t.options[:0], extra, &t.ecs)
 }
