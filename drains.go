@@ -25,8 +25,11 @@ type drainControl struct {
 	// over ones included (they end on time without a file change).
 	active []*drainEntry
 	// warned holds the unknown ids already logged.
-	warned  map[string]bool
-	expiry  *time.Timer
+	warned map[string]bool
+	expiry *time.Timer
+	// live is set between start and stop: only a started instance writes
+	// the pop_drained series (one whose load is discarded never does).
+	live    bool
 	stopped bool
 }
 
@@ -51,13 +54,22 @@ func newDrainControl(pops []*pop, store textStore, target *atomic.Pointer[drainS
 func (d *drainControl) load() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	drainSeries.enroll(d)
 	if err := d.rereadLocked(); err != nil {
 		stateReloadError.Inc()
 		return fmt.Errorf("state: %v", err)
 	}
 	d.publishLocked(time.Now())
 	return nil
+}
+
+// start makes the instance the writer of its pops' pop_drained series (the
+// newest started instance wins during a reload).
+func (d *drainControl) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	drainSeries.enroll(d)
+	d.live = true
+	d.publishLocked(time.Now())
 }
 
 // poll follows the store: a change within `reload`; a file that cannot be
@@ -78,7 +90,7 @@ func (d *drainControl) poll() {
 // (those no newer instance publishes).
 func (d *drainControl) stop() {
 	d.mu.Lock()
-	d.stopped = true
+	d.stopped, d.live = true, false
 	if d.expiry != nil {
 		d.expiry.Stop()
 	}
@@ -136,7 +148,9 @@ func (d *drainControl) publishLocked(now time.Time) {
 				next = e.until
 			}
 		}
-		drainSeries.set(d, d.pops[rank].id, on)
+		if d.live {
+			drainSeries.set(d, d.pops[rank].id, on)
+		}
 	}
 	d.target.Store(set)
 	if d.expiry != nil {
@@ -205,7 +219,7 @@ func (d *drainControl) change(p *pop, e *drainEntry, guard func(isDrained func(*
 	}
 	written, err := parseState(d.watch.store.name(), content)
 	if err != nil {
-		return err // cannot happen: with only writes lines it read or formats
+		return err // what with wrote is lines that parsed and one it formatted
 	}
 	d.watch.stamp = stamp
 	d.adoptLocked(written)

@@ -28,6 +28,7 @@ func newDrainTest(t *testing.T, store textStore) *drainTest {
 	if err := dt.d.load(); err != nil {
 		t.Fatal(err)
 	}
+	dt.d.start()
 	t.Cleanup(dt.d.stop)
 	return dt
 }
@@ -235,6 +236,26 @@ func TestExpiringDrainEndsByItself(t *testing.T) {
 			t.Fatalf("drained %q", a.drained())
 		}
 	})
+}
+
+func TestDrainSeriesOnlyFromStartedInstances(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	serving := newDrainTest(t, fileStore{path: path})
+	// A reload whose load is discarded after georoute's parse (another
+	// plugin's error): its instance is loaded but never started.
+	pops, _ := steerTestPops()
+	discarded := newDrainControl(pops, fileStore{path: path}, new(atomic.Pointer[drainSet]))
+	if err := discarded.load(); err != nil {
+		t.Fatal(err)
+	}
+	serving.drain(t, "nrt", time.Time{}, "")
+	if drainGauge(t, "nrt") != 1 {
+		t.Fatal("the serving instance's drain is not in pop_drained")
+	}
+	serving.d.change(serving.byID["nrt"], nil, nil)
+	if drainGauge(t, "nrt") != 0 {
+		t.Fatal("the serving instance's restore is not in pop_drained")
+	}
 }
 
 func TestDrainsWithoutStateLiveInMemoryAcrossReloads(t *testing.T) {

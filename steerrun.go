@@ -66,6 +66,7 @@ func (r *steerRuntime) start() error {
 			return err
 		}
 	}
+	r.drains.start()
 	r.stopPoll, r.pollDone = make(chan struct{}), make(chan struct{})
 	r.started.Store(true)
 	go func() {

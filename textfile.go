@@ -121,6 +121,13 @@ func (f fileStore) save(data []byte) (textStamp, error) {
 	if err := tmp.Sync(); err != nil {
 		return textStamp{}, err
 	}
+	// The stamp of what we wrote, taken before the rename (which keeps
+	// inode, size and mtime): a stat after it could see another server's
+	// file renamed over ours, whose change would then go unnoticed.
+	st, err := tmp.Stat()
+	if err != nil {
+		return textStamp{}, err
+	}
 	if err := tmp.Close(); err != nil {
 		return textStamp{}, err
 	}
@@ -128,7 +135,7 @@ func (f fileStore) save(data []byte) (textStamp, error) {
 		return textStamp{}, err
 	}
 	ok = true
-	return f.stamp()
+	return stampOf(st), nil
 }
 
 // memoryStore keeps drains of a block without `state`: in memory, shared

