@@ -29,6 +29,10 @@ const maxAdminBody = 64 << 10
 // their state, drains and restores, and explanations of answers.
 type adminAPI struct {
 	addr string
+	// load is the Corefile load (caddy context) of the instance: two
+	// instances of one load on one address are two blocks that clash; of
+	// two loads, a reload.
+	load any
 	// token is the SHA-256 of the bearer token; nil: no token (loopback).
 	token  []byte
 	pops   []*pop
@@ -73,6 +77,11 @@ func (a *adminAPI) start() error {
 	adminListeners.Lock()
 	defer adminListeners.Unlock()
 	if l := adminListeners.byAddr[a.addr]; l != nil {
+		for _, o := range l.owners {
+			if o.load == a.load {
+				return fmt.Errorf("admin %s is already the admin endpoint of another georoute block; expected one address per block", a.addr)
+			}
+		}
 		l.owners = append(l.owners, a)
 		l.current.Store(a)
 		return nil

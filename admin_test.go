@@ -236,7 +236,8 @@ func TestAdminListenerAcrossReloads(t *testing.T) {
 	pops, _ := steerTestPops()
 	instance := func(n int) *adminAPI {
 		var set = newDrainTest(t, memoryStore{key: t.Name()})
-		return &adminAPI{addr: addr, pops: pops[:n], drains: set.d, minUp: 1}
+		// Each instance is a Corefile load of its own, as after a reload.
+		return &adminAPI{addr: addr, load: new(int), pops: pops[:n], drains: set.d, minUp: 1}
 	}
 	count := func() int {
 		t.Helper()
@@ -288,6 +289,25 @@ func TestAdminListenerAcrossReloads(t *testing.T) {
 			t.Fatalf("the old instance does not answer: %d", got)
 		}
 		old.stop()
+		if !free() {
+			t.Fatal("port still bound")
+		}
+	})
+	t.Run("two blocks of one Corefile on one address are refused", func(t *testing.T) {
+		first, second := instance(1), instance(2)
+		second.load = first.load
+		if err := first.start(); err != nil {
+			t.Fatal(err)
+		}
+		err := second.start()
+		if err == nil || !strings.Contains(err.Error(), "already the admin endpoint of another georoute block") {
+			t.Fatalf("got %v", err)
+		}
+		if got := count(); got != 1 {
+			t.Fatalf("the first block's endpoint answers %d pops", got)
+		}
+		second.stop()
+		first.stop()
 		if !free() {
 			t.Fatal("port still bound")
 		}

@@ -12,7 +12,7 @@ import (
 func (g *GeoRoute) start() error {
 	// Steering first: binding the admin address is the one step that can
 	// fail, and nothing else has started yet when it does.
-	if err := g.steerRun.start(); err != nil {
+	if err := g.steerRun.start(g.owner); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -55,13 +55,15 @@ func buildSteering(cfg steerConfig, pops []*pop, st *steering, blockFile string,
 	return r, nil
 }
 
-// start (nil-safe, for an instance built without open) binds the admin endpoint (or takes it over from the instance this
-// one replaces) and starts following the files.
-func (r *steerRuntime) start() error {
+// start (nil-safe, for an instance built without open) binds the admin
+// endpoint, or takes it over from the instance of an earlier Corefile load
+// (load) that this one replaces, and starts following the files.
+func (r *steerRuntime) start(load any) error {
 	if r == nil {
 		return nil
 	}
 	if r.admin != nil {
+		r.admin.load = load
 		if err := r.admin.start(); err != nil {
 			return err
 		}

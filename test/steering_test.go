@@ -483,6 +483,16 @@ func TestAdminTokenAndLoopback(t *testing.T) {
 	if got, _ := answerA(s.port, "198.18.2.0/24"); got != steerLHR {
 		t.Fatalf("an unauthorized DELETE drained lhr: London gets %s", got)
 	}
+	t.Run("two server blocks on one admin address do not start", func(t *testing.T) {
+		block := steerCorefile("{admin}", "state", "")
+		other := strings.NewReplacer("example.org:{port}", "example.net:{port}", "www.example.org", "www.example.net",
+			"file {testdata}/example.org.zone", "whoami", "ready {ready}", "", "prometheus {metrics}", "").Replace(block)
+		bad, addr := newServerWithAdmin(t, block+other, nil)
+		bad.start()
+		if out := bad.waitExit(10 * time.Second); !strings.Contains(out, "admin "+addr+" is already the admin endpoint of another georoute block") {
+			t.Fatalf("output:\n%s", out)
+		}
+	})
 	t.Run("a non-loopback address without a token does not start", func(t *testing.T) {
 		bad := newServer(t, steerCorefile("0.0.0.0:8182", "state", ""), nil)
 		bad.start()
