@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -319,6 +321,25 @@ func TestReplicasShareStateFile(t *testing.T) {
 	back := waitSteered(t, a.server, london, steerLHR, begin, 2500*time.Millisecond)
 	t.Logf("restore on b reached a after %s", back)
 
+	t.Run("drains at random moments reach the replica within reload", func(t *testing.T) {
+		var onA, onB []time.Duration
+		for i := range 5 {
+			time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
+			begin := time.Now()
+			if code, _ := a.call("DELETE", "/pops/lhr"); code != 200 {
+				t.Fatalf("drain %d: %d", i, code)
+			}
+			onA = append(onA, waitSteered(t, a.server, london, steerNYC, begin, 2*time.Second))
+			onB = append(onB, waitSteered(t, b.server, london, steerNYC, begin, 2500*time.Millisecond))
+			if code, _ := a.call("PUT", "/pops/lhr"); code != 200 {
+				t.Fatalf("restore %d: %d", i, code)
+			}
+			waitSteered(t, b.server, london, steerLHR, time.Now(), 2500*time.Millisecond)
+		}
+		slices.Sort(onA)
+		slices.Sort(onB)
+		t.Logf("DELETE to the first answer without lhr over 5 drains (reload 1s): server that took it %s..%s, replica %s..%s", onA[0], onA[4], onB[0], onB[4])
+	})
 	t.Run("an edit by hand reaches both, and an unknown id is ignored", func(t *testing.T) {
 		begin := time.Now()
 		writeState(t, state, "# by hand\nfra other block's pop\nlhr until 2099-01-01T00:00:00Z by hand\n")
