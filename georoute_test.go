@@ -822,6 +822,15 @@ func (k *georouteTestAllWrites) WriteMsg(m *dns.Msg) error {
 	return nil
 }
 
+// Write records a wire-format reply as the message it holds.
+func (k *georouteTestAllWrites) Write(b []byte) (int, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		return 0, err
+	}
+	return len(b), k.WriteMsg(m)
+}
+
 // A plugin below that writes its error reply and also returns the error
 // code gets that one reply, with the echo; georoute writes its own only
 // when nothing was written.
@@ -838,5 +847,56 @@ func TestErrorReplyOfTheNextPluginIsWrittenOnce(t *testing.T) {
 	}
 	if len(w.msgs[0].Ns) != 1 || w.msgs[0].IsEdns0() == nil {
 		t.Errorf("reply lost its authority section or its OPT: %s", w.msgs[0])
+	}
+}
+
+// georouteTestRawZone answers www.example.org A in wire format through
+// Write, as a plugin that forwards raw packets would, and may try to write
+// a second reply.
+type georouteTestRawZone struct{ twice bool }
+
+func (georouteTestRawZone) Name() string { return "zone" }
+
+func (z georouteTestRawZone) ServeDNS(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	for _, a := range []string{"192.0.2.10", "198.51.100.10", "203.0.113.10"} {
+		rr, _ := dns.NewRR("www.example.org. 300 IN A " + a)
+		m.Answer = append(m.Answer, rr)
+	}
+	wire, err := m.Pack()
+	if err != nil {
+		return dns.RcodeServerFailure, err
+	}
+	if _, err := w.Write(wire); err != nil {
+		return dns.RcodeServerFailure, err
+	}
+	if z.twice {
+		if err := w.WriteMsg(m); err == nil {
+			return dns.RcodeServerFailure, fmt.Errorf("a second reply was accepted")
+		}
+	}
+	return dns.RcodeSuccess, nil
+}
+
+func TestRawWritesAreRouted(t *testing.T) {
+	for _, twice := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wire-format reply routed, second reply refused=%v", twice), func(t *testing.T) {
+			g := georouteTestNew(t, "")
+			g.Next = georouteTestRawZone{twice: twice}
+			w := &georouteTestAllWrites{georouteTestWriter: georouteTestRemote("10.240.0.1")}
+			if _, err := g.ServeDNS(context.Background(), w, ecsTestQuery(t, "www.example.org.", dns.TypeA, "198.18.3.0/24")); err != nil {
+				t.Fatalf("ServeDNS: %v", err)
+			}
+			if len(w.msgs) != 1 {
+				t.Fatalf("%d replies reached the client, want 1", len(w.msgs))
+			}
+			if got := georouteTestFormat(w.msgs[0].Answer); !slices.Equal(got, georouteTestWant("www.example.org.", 30, "A", "203.0.113.10")) {
+				t.Fatalf("answer %v, want Tokyo's pop with the TTL capped", got)
+			}
+			if _, ecs := georouteTestECS(w.msgs[0]); len(ecs) != 1 || ecs[0].SourceScope != 24 {
+				t.Fatalf("ECS %v, want one option with SCOPE 24", ecs)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package georoute
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/coredns/caddy"
 )
@@ -28,12 +29,23 @@ func (g *GeoRoute) start() error {
 	return nil
 }
 
-// stop ends every goroutine start launched and waits for them, so that a
-// reload never leaves an old instance probing.
+// watchStopWait bounds how long stop waits for the database watcher. The
+// watcher may be inside a read of a slow file system or the validation of
+// a large file; once cancelled it swaps nothing in, so a reload or shutdown
+// need not wait for it to notice.
+const watchStopWait = time.Second
+
+// stop ends every goroutine start launched and waits for them (the database
+// watcher at most watchStopWait), so that a reload never leaves an old
+// instance probing.
 func (g *GeoRoute) stop() error {
 	if g.stopWatch != nil {
 		g.stopWatch()
-		<-g.watchDone
+		select {
+		case <-g.watchDone:
+		case <-time.After(watchStopWait):
+			log.Warningf("db watcher still busy with a file after %s; not waiting for it", watchStopWait)
+		}
 	}
 	g.health.stop()
 	g.steerRun.stop()

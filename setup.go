@@ -389,6 +389,12 @@ func parsePop(c *caddy.Controller, args []string, rank int) (*pop, error) {
 	}
 	// An optional block on the same line: { check URL }. RemainingArgs
 	// stopped before its brace, so the next token on the line is '{'.
+	// A '{' on the next line would silently end the georoute block (the
+	// dispenser opens blocks only on the line they belong to, as
+	// everywhere in a Corefile): look ahead on a copy and name the cause.
+	if peek := c.Dispenser; !peek.NextArg() && peek.NextLine() && peek.Val() == "{" {
+		return nil, peek.Errf("pop %s: '{' must end the line it opens; expected pop %s {", p.id, strings.Join(args, " "))
+	}
 	if c.NextArg() {
 		for c.Next() {
 			if c.Val() == "}" {
@@ -421,7 +427,17 @@ func parsePop(c *caddy.Controller, args []string, rank int) (*pop, error) {
 
 func parseDegrees(c *caddy.Controller, what, s string, limit float64) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || v < -limit || v > limit {
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		// A decimal comma is the likely slip; show the input as it should be.
+		example := ""
+		if d := strings.Replace(s, ",", ".", 1); d != s {
+			if _, err := strconv.ParseFloat(d, 64); err == nil {
+				example = " such as " + d
+			}
+		}
+		return 0, c.Errf("%s %q is not a number; expected decimal degrees -%g..%g%s", what, s, limit, limit, example)
+	}
+	if v < -limit || v > limit {
 		return 0, c.Errf("%s %q out of range; expected decimal degrees -%g..%g", what, s, limit, limit)
 	}
 	return v, nil

@@ -122,6 +122,25 @@ func validCorefiles() []validCorefile {
 			},
 		},
 		{
+			name:  "debug without networks is loopback, with them exactly those; reload sets the poll",
+			input: "georoute {\n\tdb $DB\n\tdebug 192.0.2.0/24 ::ffff:198.51.100.0/120\n\treload 1s\n}",
+			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
+				want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24")}
+				if !slices.Equal(g.debug, want) || g.reload != time.Second {
+					t.Errorf("debug %v reload %v, want %v and 1s", g.debug, g.reload, want)
+				}
+			},
+		},
+		{
+			name:  "bare debug is loopback only; reload defaults to 5s",
+			input: "georoute {\n\tdb $DB\n\tdebug\n}",
+			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
+				if !slices.Equal(g.debug, loopback) || g.reload != 5*time.Second {
+					t.Errorf("debug %v reload %v, want loopback and 5s", g.debug, g.reload)
+				}
+			},
+		},
+		{
 			name:  "the block's line is the georoute line, after comments and blank lines",
 			input: "# leading comment\n\ngeoroute {\n\tdb $DB\n}",
 			check: func(t *testing.T, g *GeoRoute, _ corefilePaths) {
@@ -383,6 +402,12 @@ func invalidCorefiles() []invalidCorefile {
 		{"db given twice is refused", "georoute {\n\tdb $DB\n\tdb $FLAT\n}", 3, []string{`"db" given twice`}},
 		{"two top-level checks are refused", "georoute {\n\tdb $DB\n\tcheck http://{address}/\n\tcheck tcp://{address}:80\n}", 4, []string{`"check" given twice`}},
 
+		// debug and reload.
+		{"debug with host bits is refused", "georoute {\n\tdb $DB\n\tdebug 10.0.0.1/8\n}", 3, []string{`debug "10.0.0.1/8"`, "host bits", "10.0.0.0/8"}},
+		{"debug with something not a CIDR is refused", "georoute {\n\tdb $DB\n\tdebug everyone\n}", 3, []string{`debug "everyone"`, "not a CIDR"}},
+		{"reload 0s is refused", "georoute {\n\tdb $DB\n\treload 0s\n}", 3, []string{`reload "0s"`, "positive duration"}},
+		{"a typo after db costs no database load and names its line", "georoute {\n\tdb $NOFILE\n\tanwsers 2\n}", 3, []string{`unknown property "anwsers"`}},
+
 		// db.
 		{"db without a path is refused", "georoute {\n\tdb\n}", 2, []string{"db needs at least one PATH"}},
 		{"a missing db file is refused", "georoute {\n\tdb $NOFILE\n}", 2, []string{"db:", "no-such-file.mmdb", "no such file"}},
@@ -397,6 +422,9 @@ func invalidCorefiles() []invalidCorefile {
 		{"a latitude of NaN is refused", "georoute {\n\tdb $DB\n\tpop fra NaN 8.6 192.0.2.1\n}", 3, []string{`latitude "NaN"`, "decimal degrees"}},
 		{"a longitude of NaN is refused", "georoute {\n\tdb $DB\n\tpop fra 50 nan 192.0.2.1\n}", 3, []string{`longitude "nan"`, "decimal degrees"}},
 		{"a latitude of Inf is refused", "georoute {\n\tdb $DB\n\tpop fra Inf 8.6 192.0.2.1\n}", 3, []string{`latitude "Inf"`}},
+		{"a latitude with a decimal comma is not a number", "georoute {\n\tdb $DB\n\tpop fra 50,0379 8.6 192.0.2.1\n}", 3, []string{`latitude "50,0379" is not a number`, "expected decimal degrees -90..90", "such as 50.0379"}},
+		{"a longitude with a decimal comma is not a number", "georoute {\n\tdb $DB\n\tpop fra 50 8,5622 192.0.2.1\n}", 3, []string{`longitude "8,5622" is not a number`, "such as 8.5622"}},
+		{"a pop block opened on the next line names the cause", "georoute {\n\tdb $DB\n\tpop fra 50 8.6 192.0.2.1\n\t{\n\t\tcheck http://fra.example.net/\n\t}\n}", 4, []string{"'{' must end the line it opens", "pop fra 50 8.6 192.0.2.1 {"}},
 		{"a latitude of abc is refused", "georoute {\n\tdb $DB\n\tpop fra abc 8.6 192.0.2.1\n}", 3, []string{`latitude "abc"`, "decimal degrees"}},
 		{"a longitude of abc is refused", "georoute {\n\tdb $DB\n\tpop fra 50 abc 192.0.2.1\n}", 3, []string{`longitude "abc"`, "decimal degrees"}},
 		{"a pop without an address is refused", "georoute {\n\tdb $DB\n\tpop fra 50 8.6\n}", 3, []string{"pop needs ID LAT LON ADDRESS", "got 3"}},

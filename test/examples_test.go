@@ -89,20 +89,7 @@ func portOf(s *server) string { return strconv.Itoa(s.port) }
 
 // exampleFamilySum adds up every series of a counter family, 0 when it has
 // none yet.
-func exampleFamilySum(s *server, family string) float64 {
-	s.t.Helper()
-	sum := 0.0
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		if name, rest, ok := strings.Cut(line, " "); ok && (name == family || strings.HasPrefix(name, family+"{")) {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				s.t.Fatalf("metrics line %q: %v", line, err)
-			}
-			sum += v
-		}
-	}
-	return sum
-}
+func exampleFamilySum(s *server, family string) float64 { return s.metricSum(family) }
 
 func exampleWant(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()

@@ -121,21 +121,13 @@ func TestGrafanaMetricNames(t *testing.T) {
 
 // grafanaExposition reads a /metrics page: the TYPE of each family and the
 // names that have at least one sample.
-func grafanaExposition(text string) (types map[string]string, samples map[string]bool) {
-	types, samples = map[string]string{}, map[string]bool{}
-	for _, line := range strings.Split(text, "\n") {
-		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
-			types[f[2]] = f[3]
-			continue
-		}
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, _, _ := strings.Cut(line, "{")
-		name, _, _ = strings.Cut(name, " ")
-		samples[name] = true
+func grafanaExposition(t *testing.T, text string) (types map[string]string, samples map[string]bool) {
+	e := parseExposition(t, text)
+	types = map[string]string{}
+	for name, f := range e {
+		types[name] = strings.ToLower(f.GetType().String())
 	}
-	return types, samples
+	return types, e.names()
 }
 
 // grafanaFamily maps a histogram's _bucket/_sum/_count series to its family.
@@ -175,6 +167,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
     bind 127.0.0.1
     georoute {
         db %s
+        reload 250ms
         pop nyc 40.7128 -74.0060 192.0.2.10 {
             check %s/healthz
         }
@@ -225,7 +218,7 @@ broken  IN A   203.0.113.10
 	var samples map[string]bool
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		types, samples = grafanaExposition(s.scrape())
+		types, samples = grafanaExposition(t, s.scrape())
 		if samples["coredns_georoute_db_reloads_total"] || time.Now().After(deadline) {
 			break
 		}
