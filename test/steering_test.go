@@ -722,3 +722,40 @@ func TestExplainMatchesDNS(t *testing.T) {
 		}
 	})
 }
+
+// TestPopsShowHealth: GET /pops shows each address's health as the checker
+// sees it (since, last_check), a pop whose checks fail as down, and the
+// min_up guard counts it.
+func TestPopsShowHealth(t *testing.T) {
+	backend := newHealthBackend(t, nil)
+	backend.set("/"+steerNRT, http.StatusServiceUnavailable)
+	backend.set("/[2001:db8:3::10]", http.StatusServiceUnavailable)
+	checks := "        check " + backend.srv.URL + "/{address}\n        interval 1s\n        timeout 500ms\n        min_up 2\n"
+	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), checks, nil)
+
+	_, nrt := adminPop(t, s.admin, "", "nrt")
+	if nrt["state"] != "down" {
+		t.Fatalf("nrt: %v", nrt)
+	}
+	var v4 map[string]any
+	for _, a := range nrt["addresses"].([]any) {
+		if a.(map[string]any)["address"] == steerNRT {
+			v4 = a.(map[string]any)
+		}
+	}
+	check, _ := v4["last_check"].(map[string]any)
+	if v4["healthy"] != false || v4["since"] == nil || check == nil || check["result"] != "fail" || check["detail"] == "" {
+		t.Fatalf("nrt %s: %v", steerNRT, v4)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, check["at"].(string)); err != nil {
+		t.Fatalf("last_check at: %v", err)
+	}
+	_, lhr := adminPop(t, s.admin, "", "lhr")
+	if lhr["state"] != "up" || lhr["addresses"].([]any)[0].(map[string]any)["last_check"].(map[string]any)["result"] != "ok" {
+		t.Fatalf("lhr: %v", lhr)
+	}
+	code, obj := s.call("DELETE", "/pops/lhr")
+	if code != 409 || obj["error"] != "draining lhr would leave 1 pops up (nrt down), fewer than min_up 2; add force=true to drain anyway" {
+		t.Fatalf("DELETE /pops/lhr with nrt down: %d %v", code, obj)
+	}
+}
