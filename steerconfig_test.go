@@ -71,6 +71,7 @@ func TestParseSteering(t *testing.T) {
 		{"an overrides file that does not parse", "\toverrides bad-overrides\n", 3, "overrides: " + filepath.Join(dir, "bad-overrides") + `:2 - override 198.18.1.0/24: "fra"`},
 		{"a state file that does not parse", "\tstate bad-state\n", 3, "state: " + filepath.Join(dir, "bad-state") + ":2 - pop nrt already listed on line 1"},
 		{"state given twice", "\tstate a\n\tstate b\n", 4, `"state" given twice`},
+		{"state in a folder that does not exist", "\tstate nowhere/state\n", 3, "state " + filepath.Join(dir, "nowhere/state") + ": folder " + filepath.Join(dir, "nowhere") + " does not exist"},
 		{"admin on every interface without a token", "\tadmin :8182\n", 3, `admin address ":8182" is not loopback and has no TOKEN-FILE`},
 		{"admin with a missing token file", "\tadmin :8182 none\n", 3, "admin token file: open " + filepath.Join(dir, "none")},
 		{"min_up above the pops", "\tmin_up 4\n", 3, "min_up 4 is more than the 3 pops of this block; expected at most 3"},

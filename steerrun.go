@@ -2,6 +2,8 @@ package georoute
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 )
@@ -42,6 +44,11 @@ func buildSteering(cfg steerConfig, pops []*pop, st *steering, blockFile string,
 	}
 	var store textStore = memoryStore{key: cfg.memoryKey}
 	if cfg.statePath != "" {
+		// A missing file is fine (nothing drained yet), a missing folder is
+		// a typo: the first drain could never be written.
+		if st, err := os.Stat(filepath.Dir(cfg.statePath)); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s:%d - Error during parsing: state %s: folder %s does not exist; expected a path in an existing folder", blockFile, cfg.stateLine, cfg.statePath, filepath.Dir(cfg.statePath))
+		}
 		store = fileStore{path: cfg.statePath}
 	}
 	d := newDrainControl(pops, store, &st.drains)
