@@ -353,7 +353,7 @@ func (a *adminAPI) drain(w http.ResponseWriter, r *http.Request, p *pop, body []
 		changeFailed(w, err)
 		return
 	}
-	log.Infof("admin: pop %s drained (%s)", p.id, e)
+	log.Infof("admin: drained %s", e)
 	reply(w, http.StatusOK, a.popJSON(p))
 }
 
