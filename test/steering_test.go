@@ -759,3 +759,22 @@ func TestPopsShowHealth(t *testing.T) {
 		t.Fatalf("DELETE /pops/lhr with nrt down: %d %v", code, obj)
 	}
 }
+
+// TestOverrideScopeNeverMixes: an override of half of a database network
+// narrows the SCOPE of both halves' answers, so that no cached answer
+// covers clients with and without the override (invariant 3).
+func TestOverrideScopeNeverMixes(t *testing.T) {
+	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), "        override 198.18.2.128/25 nrt\n", nil)
+	for _, tc := range []struct{ subnet, want string }{
+		{"198.18.2.0/24", steerLHR},   // 198.18.2.0 is outside the override
+		{"198.18.2.0/25", steerLHR},   // the half without it
+		{"198.18.2.128/25", steerNRT}, // the half with it
+	} {
+		r := s.query("www.example.org", "+subnet="+tc.subnet)
+		got := r.addresses()
+		scope, _ := strconv.Atoi(r.ecs[strings.LastIndex(r.ecs, "/")+1:])
+		if len(got) != 1 || got[0] != tc.want || scope < 25 {
+			t.Errorf("%s: %v with SCOPE /%d; want %s and a SCOPE of at least /25", tc.subnet, got, scope, tc.want)
+		}
+	}
+}
