@@ -601,3 +601,32 @@ func TestLocateSubnetCache(t *testing.T) {
 		}
 	})
 }
+
+// Two blocks may each use a file called geo.mmdb: the build-time gauge
+// tells them apart by path.
+func TestBuildTimeGaugeIsKeyedByPath(t *testing.T) {
+	var paths []string
+	for _, epoch := range []int{1767225600, 1780000000} {
+		path := filepath.Join(t.TempDir(), "geo.mmdb")
+		raw, err := os.ReadFile(geodbTestCity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db := geodbTestOpen(t, path)
+		db.sources[0].current.Load().buildTime = time.Unix(int64(epoch), 0)
+		db.publishBuildTimes()
+		paths = append(paths, path)
+	}
+	for i, want := range []float64{1767225600, 1780000000} {
+		var m dto.Metric
+		if err := dbBuildTime.WithLabelValues(paths[i]).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			t.Errorf("db_build_timestamp_seconds{file=%q} = %v; want %v", paths[i], got, want)
+		}
+	}
+}

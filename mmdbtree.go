@@ -36,6 +36,10 @@ func walkTree(raw []byte, meta maxminddb.Metadata, visit func(prefix netip.Prefi
 	if err != nil {
 		return err
 	}
+	if w.nodeCount == 0 {
+		// No node at all: the root record is "no data" for every address.
+		return w.visit(w.prefix([16]byte{}, 0), 0, false)
+	}
 	return w.walk(0, [16]byte{}, 0)
 }
 

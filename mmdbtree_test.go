@@ -175,3 +175,15 @@ func TestWalkTreeSkipsAliasesOfTheIPv4Subtree(t *testing.T) {
 		t.Errorf("%d leaves; want 97 (95 empty on the zero path, the two IPv4 halves)", len(leaves))
 	}
 }
+
+func TestWalkTreeWithoutNodesHasNoData(t *testing.T) {
+	raw := mmdbcraft.File{IPVersion: 6, RecordSize: 24, Data: mmdbcraft.Place(1, 1)}.Bytes()
+	var leaves []mmdbtreeTestLeaf
+	err := walkTree(raw, maxminddb.Metadata{NodeCount: 0, RecordSize: 24, IPVersion: 6}, func(p netip.Prefix, off uintptr, found bool) error {
+		leaves = append(leaves, mmdbtreeTestLeaf{p, off, found})
+		return nil
+	})
+	if err != nil || fmt.Sprint(leaves) != "[::/0 -]" {
+		t.Fatalf("leaves %v, err %v; want ::/0 without data", leaves, err)
+	}
+}
