@@ -11,6 +11,11 @@ import (
 // start launches the health checker and the database watcher. It runs in
 // OnStartup, once per (re)load of the Corefile; stop undoes it.
 func (g *GeoRoute) start() error {
+	// Steering first: binding the admin address is the one step that can
+	// fail, and nothing else has started yet when it does.
+	if err := g.steerRun.start(g.owner); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatch = cancel
 	g.watchDone = make(chan struct{})
@@ -43,6 +48,7 @@ func (g *GeoRoute) stop() error {
 		}
 	}
 	g.health.stop()
+	g.steerRun.stop()
 	running.remove(g)
 	return nil
 }

@@ -75,6 +75,9 @@ func (g *GeoRoute) open() error {
 	}
 	g.db = db
 	g.health = newHealthChecker(g.hc, g.pops)
+	if g.steerRun, err = buildSteering(g.steerCfg, g.pops, &g.steer, g.blockFile, g.reload, g.explainJSON); err != nil {
+		return err
+	}
 	// Series for every outcome from the start, so that rate() and
 	// increase() see the first event (ecs_total's exist from init).
 	for _, r := range []string{"ok", "error"} {
@@ -91,7 +94,7 @@ var popID = regexp.MustCompile(`^[a-z0-9-]+$`)
 const defaultReload = 5 * time.Second
 
 // properties are the names parseProperty knows, for its error message.
-const properties = "db, pop, check, interval, timeout, rise, fall, answers, ttl, ecs, fallback, ca, debug, reload"
+const properties = "db, pop, check, interval, timeout, rise, fall, answers, ttl, ecs, fallback, ca, debug, reload, override, overrides, state, admin, min_up"
 
 // parse reads the georoute block, and nothing else: no file is opened
 // here except small ones named by properties (ca). Every error names the
@@ -104,6 +107,7 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 		hc:      defaultHealthConfig(),
 		reload:  defaultReload,
 	}
+	g.steerCfg = defaultSteerConfig()
 	g.fallback.all = true
 	blocks := 0
 	for c.Next() {
@@ -114,6 +118,9 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 		if err := g.parseNames(c); err != nil {
 			return nil, err
 		}
+		// Drains without `state` live in memory, shared by the instances
+		// of this server block across Corefile reloads.
+		g.steerCfg.memoryKey = strings.Join(c.ServerBlockKeys, " ")
 		p := &blockParser{root: dnsserver.GetConfig(c).Root, seen: map[string]bool{}}
 		for c.NextBlock() {
 			if err := g.parseProperty(c, p); err != nil {
@@ -156,7 +163,7 @@ func (g *GeoRoute) parseNames(c *caddy.Controller) error {
 // parseProperty reads one property line of the block.
 func (g *GeoRoute) parseProperty(c *caddy.Controller, p *blockParser) error {
 	prop := c.Val()
-	if p.seen[prop] && prop != "pop" {
+	if p.seen[prop] && prop != "pop" && prop != "override" {
 		return c.Errf("property %q given twice; expected it at most once", prop)
 	}
 	p.seen[prop] = true
@@ -186,6 +193,16 @@ func (g *GeoRoute) parseProperty(c *caddy.Controller, p *blockParser) error {
 		return g.parseCA(c, p, args)
 	case "debug":
 		return g.parseDebug(c, args)
+	case "override":
+		return g.steerCfg.parseOverrideProperty(c, args)
+	case "overrides", "state":
+		return g.steerCfg.parsePathProperty(c, p, prop, args)
+	case "admin":
+		a, err := parseAdmin(c, args, p.root)
+		g.steerCfg.admin = a
+		return err
+	case "min_up":
+		return g.steerCfg.parseMinUp(c, args)
 	}
 	return c.Errf("unknown property %q; expected one of %s", prop, properties)
 }
