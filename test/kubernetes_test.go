@@ -148,6 +148,7 @@ func subsetOf(sel, labels map[string]string) bool {
 }
 
 func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
 	m := k8sManifests(t)
 	for _, kind := range []string{"Namespace", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} {
 		if _, ok := m[kind]; !ok {
@@ -255,6 +256,7 @@ func TestKubernetesManifests(t *testing.T) {
 // loopback and the test database in place of DB-IP, and drains a pop the
 // way the README says: by editing the state file every replica reads.
 func TestKubernetesCorefileRuns(t *testing.T) {
+	t.Parallel()
 	cm := k8sManifests(t)["ConfigMap"]
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	t.Cleanup(backend.Close)

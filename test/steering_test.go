@@ -256,6 +256,7 @@ func (st *steady) phases() (string, int) {
 // DELETE /pops/LHR`; London gets nyc; restore; London gets lhr again —
 // with a query every 100 ms throughout, none failing.
 func TestLab15DrainAndRestore(t *testing.T) {
+	t.Parallel()
 	s := startSteerServer(t, "state", "", nil)
 	london := "198.18.2.0/24"
 	if got, err := answerA(s.port, london); err != nil || got != steerLHR {
@@ -298,6 +299,7 @@ func TestLab15DrainAndRestore(t *testing.T) {
 // TestReplicasShareStateFile: two servers read one state file; a drain
 // made through either reaches the other within `reload` (1s here).
 func TestReplicasShareStateFile(t *testing.T) {
+	t.Parallel()
 	state := filepath.Join(t.TempDir(), "state")
 	a := startSteerServer(t, state, "", nil)
 	b := startSteerServer(t, state, "", nil)
@@ -382,6 +384,7 @@ func writeState(t *testing.T, path, content string) {
 
 // TestDrainSurvivesRestart: the state file brings the drain back.
 func TestDrainSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	state := filepath.Join(t.TempDir(), "state")
 	a := startSteerServer(t, state, "", nil)
 	if code, _ := a.call("DELETE", "/pops/lhr?for=1h&reason=fibre+cut"); code != 200 {
@@ -403,6 +406,7 @@ func TestDrainSurvivesRestart(t *testing.T) {
 
 // TestExpiringDrainEndsByItself: for=2s ends the drain with no file change.
 func TestExpiringDrainEndsByItself(t *testing.T) {
+	t.Parallel()
 	state := filepath.Join(t.TempDir(), "state")
 	s := startSteerServer(t, state, "", nil)
 	begin := time.Now()
@@ -431,6 +435,7 @@ func TestExpiringDrainEndsByItself(t *testing.T) {
 // TestMinUpGuard: min_up 2 of 3 pops refuses the second drain with 409
 // and the reason, unless forced.
 func TestMinUpGuard(t *testing.T) {
+	t.Parallel()
 	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), "        min_up 2\n", nil)
 	if code, _ := s.call("DELETE", "/pops/lhr"); code != 200 {
 		t.Fatalf("first drain: %d", code)
@@ -481,6 +486,7 @@ func TestMinUpGuard(t *testing.T) {
 // TestAdminTokenAndLoopback: with a token file every request needs the
 // token; without one, a non-loopback address does not start.
 func TestAdminTokenAndLoopback(t *testing.T) {
+	t.Parallel()
 	files := map[string]string{"token": "correct-horse\n"}
 	s, addr := newServerWithAdmin(t, steerCorefile("{admin} token", "state", ""), files)
 	s.start()
@@ -527,6 +533,7 @@ func TestAdminTokenAndLoopback(t *testing.T) {
 // TestOverridesInlineAndFile: an inline override and a file of them; the
 // file is followed within `reload`, a bad one keeps the old set.
 func TestOverridesInlineAndFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	overrides := filepath.Join(dir, "overrides")
 	writeState(t, overrides, "# New York office to London\n198.18.1.0/24 lhr\n")
@@ -593,6 +600,7 @@ func TestOverridesInlineAndFile(t *testing.T) {
 // admin address and no extra goroutines; a reload that moves the endpoint
 // frees the old port.
 func TestAdminAcrossReloads(t *testing.T) {
+	t.Parallel()
 	s := startSteerServer(t, "state", "", nil)
 	port := strings.TrimPrefix(s.admin, "http://127.0.0.1:")
 	s.signal(syscall.SIGUSR1)
@@ -662,6 +670,7 @@ func listeners(t *testing.T, s *server, port string) int {
 // TestExplainMatchesDNS: GET /explain gives the addresses and SCOPE that
 // the same client gets from DNS, drains and overrides included.
 func TestExplainMatchesDNS(t *testing.T) {
+	t.Parallel()
 	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), "        override 198.18.9.0/24 nrt\n", nil)
 	if code, _ := s.call("DELETE", "/pops/nyc"); code != 200 {
 		t.Fatal(code)
@@ -727,6 +736,7 @@ func TestExplainMatchesDNS(t *testing.T) {
 // sees it (since, last_check), a pop whose checks fail as down, and the
 // min_up guard counts it.
 func TestPopsShowHealth(t *testing.T) {
+	t.Parallel()
 	backend := newHealthBackend(t, nil)
 	backend.set("/"+steerNRT, http.StatusServiceUnavailable)
 	backend.set("/[2001:db8:3::10]", http.StatusServiceUnavailable)
@@ -764,6 +774,7 @@ func TestPopsShowHealth(t *testing.T) {
 // narrows the SCOPE of both halves' answers, so that no cached answer
 // covers clients with and without the override (invariant 3).
 func TestOverrideScopeNeverMixes(t *testing.T) {
+	t.Parallel()
 	s := startSteerServer(t, filepath.Join(t.TempDir(), "state"), "        override 198.18.2.128/25 nrt\n", nil)
 	for _, tc := range []struct{ subnet, want string }{
 		{"198.18.2.0/24", steerLHR},   // 198.18.2.0 is outside the override
