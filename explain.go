@@ -33,6 +33,9 @@ type explainProbe struct {
 	decided bool
 	rcode   int
 	lines   []string
+	// view, when set, is filled from the decision as JSON for the admin
+	// endpoint's GET /explain.
+	view *explainView
 }
 
 type explainProbeKey struct{}
@@ -105,6 +108,9 @@ func (g *GeoRoute) chainTop() interface {
 // record formats the decision d for the client c into p.
 func (p *explainProbe) record(g *GeoRoute, c *client, res *dns.Msg, d *decision) {
 	p.decided, p.rcode = true, res.Rcode
+	if p.view != nil {
+		p.view.fill(g, res, d)
+	}
 	qtype := dns.TypeToString[d.qtype]
 	switch d.outcome {
 	case outcomeNotRouted:

@@ -2,17 +2,11 @@ package georoute
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
-	"github.com/oschwald/maxminddb-golang/v2/mmdbdata"
 )
 
 // geoFile is one MMDB file as loaded into memory. The whole file is read
@@ -21,7 +15,10 @@ import (
 // a swapped-out reader can simply be left to the garbage collector instead of
 // being unmapped while a query may still hold it.
 type geoFile struct {
-	reader    *maxminddb.Reader
+	reader *maxminddb.Reader
+	// raw is the file's bytes, which reader reads from: the merged SCOPE
+	// views walk its search tree with walkTree.
+	raw       []byte
 	places    placeCache
 	ipVersion uint
 	buildTime time.Time
@@ -35,10 +32,10 @@ type geoSource struct {
 	current atomic.Pointer[geoFile]
 	// gen is the database's generation, advanced at every swap.
 	gen *atomic.Uint64
-	// failed remembers the change (mtime/size) that last failed to load, so
-	// that a bad file is reported once rather than at every poll. Only the
+	// lastErr is the text of the last failure to load, so that a bad file
+	// is logged once per distinct error rather than at every poll. Only the
 	// watcher goroutine touches it.
-	failed string
+	lastErr string
 }
 
 // geoDB is every `db` file of a georoute block, in declaration order.
@@ -64,68 +61,6 @@ type clientLocation struct {
 	prefix int
 }
 
-// openGeoFile reads path and checks that it is a City-style database with
-// coordinates: it opens, its ip_version is 4 or 6, every network leads to a
-// record that decodes, and at least one record carries a location. (The
-// library's own Verify is stricter about metadata than real databases are:
-// it refuses DB-IP City Lite for its empty description.)
-func openGeoFile(path string) (*geoFile, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	name := filepath.Base(path)
-	r, err := maxminddb.OpenBytes(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if v := r.Metadata.IPVersion; v != 4 && v != 6 {
-		return nil, fmt.Errorf("%s: ip_version %d, expected 4 or 6", name, v)
-	}
-	if err := checkRecords(r); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return &geoFile{
-		reader:    r,
-		ipVersion: r.Metadata.IPVersion,
-		buildTime: time.Unix(int64(r.Metadata.BuildEpoch), 0),
-		modTime:   st.ModTime(),
-		size:      st.Size(),
-	}, nil
-}
-
-// checkRecords walks every network of r: the search tree must lead to
-// records that decode, and at least one of them must have coordinates. A
-// file that passes never makes a lookup fail; it takes about a second per
-// million networks, once per load.
-func checkRecords(r *maxminddb.Reader) error {
-	seen := map[uintptr]struct{}{}
-	located := false
-	for res := range r.Networks() {
-		if err := res.Err(); err != nil {
-			return err
-		}
-		off := res.Offset()
-		if _, ok := seen[off]; ok {
-			continue
-		}
-		seen[off] = struct{}{}
-		var c coordinates
-		if err := res.Decode(&c); err != nil {
-			return fmt.Errorf("network %s: %w", res.Prefix(), err)
-		}
-		located = located || c.complete()
-	}
-	if !located {
-		return errors.New("no network carries latitude/longitude; expected a City database")
-	}
-	return nil
-}
-
 // covers reports whether f can hold addr: an IPv4-only file holds no IPv6
 // address (an IPv6 file may hold both).
 func (f *geoFile) covers(addr netip.Addr) bool { return addr.Is4() || f.ipVersion == 6 }
@@ -134,7 +69,7 @@ func (f *geoFile) covers(addr netip.Addr) bool { return addr.Is4() || f.ipVersio
 func newGeoDB(paths []string) (*geoDB, error) {
 	db := &geoDB{}
 	for _, p := range paths {
-		f, err := openGeoFile(p)
+		f, err := openGeoFile(context.Background(), p)
 		if err != nil {
 			return nil, err
 		}
@@ -264,120 +199,4 @@ func (pc *placeCache) get(res maxminddb.Result) *place {
 	}
 	slot.Store(p)
 	return p
-}
-
-// coordinates decodes only latitude and longitude of a record, from either
-// layout: MaxMind City (location.latitude) or the flat one of DB-IP City Lite
-// (latitude at the top). Decoding nothing else keeps a lookup allocation-free.
-type coordinates struct {
-	lat, lon       float64
-	hasLat, hasLon bool
-}
-
-func (c *coordinates) complete() bool {
-	return c.hasLat && c.hasLon && c.lat >= -90 && c.lat <= 90 && c.lon >= -180 && c.lon <= 180
-}
-
-// UnmarshalMaxMindDBCursor implements mmdbdata.CursorUnmarshaler.
-func (c *coordinates) UnmarshalMaxMindDBCursor(cur mmdbdata.Cursor) (mmdbdata.Cursor, error) {
-	return c.readMap(cur, true)
-}
-
-func (c *coordinates) readMap(cur mmdbdata.Cursor, top bool) (mmdbdata.Cursor, error) {
-	entries, err := cur.Map()
-	if err != nil {
-		return mmdbdata.Cursor{}, err
-	}
-	var next mmdbdata.Cursor
-	for {
-		key, value, ok := entries.Next(next)
-		if !ok {
-			break
-		}
-		switch {
-		case string(key) == "latitude":
-			c.lat, next, err = readNumber(value)
-			c.hasLat = err == nil
-		case string(key) == "longitude":
-			c.lon, next, err = readNumber(value)
-			c.hasLon = err == nil
-		case top && string(key) == "location":
-			next, err = c.readMap(value, false)
-		default:
-			next, err = value.Skip()
-		}
-		if err != nil {
-			return mmdbdata.Cursor{}, err
-		}
-	}
-	return entries.End()
-}
-
-// readNumber accepts the float kinds both layouts use.
-func readNumber(cur mmdbdata.Cursor) (float64, mmdbdata.Cursor, error) {
-	v, next, err := cur.ReadFloat()
-	if err != nil {
-		return 0, mmdbdata.Cursor{}, errors.Join(errors.New("coordinate is not a number"), err)
-	}
-	return v, next, nil
-}
-
-// watch re-reads every file that changed on disk, once per interval, until
-// ctx ends.
-func (db *geoDB) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, src := range db.sources {
-			src.reloadIfChanged()
-		}
-	}
-}
-
-// reloadIfChanged swaps in the file at src.path when it differs from the
-// copy in service, and says whether it did. A file that does not open or
-// validate keeps the old copy in service; it is reported once, not at every
-// poll.
-func (src *geoSource) reloadIfChanged() bool {
-	st, err := os.Stat(src.path)
-	cur := src.current.Load()
-	if err == nil && st.ModTime().Equal(cur.modTime) && st.Size() == cur.size {
-		return false
-	}
-	stamp := "missing"
-	if err == nil {
-		stamp = st.ModTime().String() + "/" + strconv.FormatInt(st.Size(), 10)
-	}
-	if stamp == src.failed {
-		return false
-	}
-	f, err := openGeoFile(src.path)
-	if err == nil && f.ipVersion != cur.ipVersion {
-		err = fmt.Errorf("ip_version %d, expected %d like the file in service", f.ipVersion, cur.ipVersion)
-	}
-	if err != nil {
-		src.failed = stamp
-		dbReloadCount.WithLabelValues("error").Inc()
-		log.Errorf("db %s not reloaded, keeping the copy built %s: %v", src.path, cur.buildTime.UTC().Format(time.RFC3339), err)
-		return false
-	}
-	src.failed = ""
-	src.current.Store(f)
-	src.gen.Add(1)
-	dbReloadCount.WithLabelValues("ok").Inc()
-	dbBuildTime.WithLabelValues(filepath.Base(src.path)).Set(float64(f.buildTime.Unix()))
-	log.Infof("db %s reloaded, built %s", src.path, f.buildTime.UTC().Format(time.RFC3339))
-	return true
-}
-
-// publishBuildTimes sets the build-time gauge of every file in service.
-func (db *geoDB) publishBuildTimes() {
-	for _, src := range db.sources {
-		dbBuildTime.WithLabelValues(filepath.Base(src.path)).Set(float64(src.current.Load().buildTime.Unix()))
-	}
 }

@@ -1,20 +1,22 @@
 package georoute
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
+	stdlog "log"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/georoute/georoute/internal/mmdbcraft"
+	"github.com/georoute/georoute/internal/mmdbwrite"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -30,49 +32,25 @@ type geodbTestPlace struct {
 
 // geodbTestWrite writes an MMDB file to path in the given layout ("city":
 // MaxMind GeoIP2 City, "flat": DB-IP City Lite, "flat32": flat with float32
-// coordinates as DB-IP ships them) and ip_version.
+// coordinates as DB-IP ships them) and ip_version, with 24-bit records.
 func geodbTestWrite(tb testing.TB, path, layout string, ipVersion int, places ...geodbTestPlace) {
 	tb.Helper()
-	dbType := "GeoIP2-City"
-	if layout != "city" {
-		dbType = "DBIP-City-Lite"
-	}
-	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            dbType,
-		Description:             map[string]string{"en": "georoute test database"},
-		Languages:               []string{"en"},
-		IPVersion:               ipVersion,
-		RecordSize:              24,
-		BuildEpoch:              1767225600,
-		IncludeReservedNetworks: true,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	geodbTestWriteWith(tb, path, layout, ipVersion, 24, places...)
+}
+
+// geodbTestWriteWith is geodbTestWrite with a record size (24, 28, 32).
+func geodbTestWriteWith(tb testing.TB, path, layout string, ipVersion, recordSize int, places ...geodbTestPlace) {
+	tb.Helper()
+	var ps []mmdbwrite.Place
 	for _, p := range places {
-		_, network, err := net.ParseCIDR(p.network)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rec := mmdbtype.Map{"city": mmdbtype.String("somewhere")}
-		switch {
-		case p.noCoords:
-		case layout == "city":
-			rec["location"] = mmdbtype.Map{"latitude": mmdbtype.Float64(p.lat), "longitude": mmdbtype.Float64(p.lon), "accuracy_radius": mmdbtype.Uint16(50)}
-		case layout == "flat32":
-			rec["latitude"], rec["longitude"] = mmdbtype.Float32(p.lat), mmdbtype.Float32(p.lon)
-		default:
-			rec["latitude"], rec["longitude"] = mmdbtype.Float64(p.lat), mmdbtype.Float64(p.lon)
-		}
-		if err := tree.Insert(network, rec); err != nil {
-			tb.Fatal(err)
-		}
+		ps = append(ps, mmdbwrite.Place{Network: netip.MustParsePrefix(p.network), City: "somewhere", Lat: p.lat, Lon: p.lon, NoCoords: p.noCoords})
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := tree.WriteTo(f); err != nil {
+	opts := mmdbwrite.Options{Layout: layout, IPVersion: ipVersion, RecordSize: recordSize, Epoch: 1767225600, Description: "georoute test database"}
+	if err := mmdbwrite.Write(f, opts, ps); err != nil {
 		tb.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -87,6 +65,32 @@ func geodbTestOpen(tb testing.TB, paths ...string) *geoDB {
 		tb.Fatal(err)
 	}
 	return db
+}
+
+// syncBuffer is a bytes.Buffer that several goroutines may write.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// geodbTestCaptureLog collects what the package logs until the test ends.
+func geodbTestCaptureLog(t *testing.T) *syncBuffer {
+	var buf syncBuffer
+	stdlog.SetOutput(&buf)
+	t.Cleanup(func() { stdlog.SetOutput(os.Stderr) })
+	return &buf
 }
 
 // geodbTestCounter reads a counter of the package's metrics.
@@ -306,11 +310,14 @@ func TestOpenGeoFileErrors(t *testing.T) {
 		{"a file that is not an MMDB is refused", notMMDB, "zone.mmdb"},
 		{"a truncated MMDB is refused", truncated, "truncated.mmdb"},
 		{"an MMDB without coordinates is refused", noCoords, "latitude/longitude"},
-		{"a directory is refused", dir, ""},
+		{"a directory is refused", dir, "not a regular file"},
+		{"a symlink to a device is refused", geodbTestSymlink(t, dir, "/dev/zero"), "not a regular file"},
+		{"a file over the size limit is refused unread", geodbTestSparse(t, dir, maxDBSize+1), "larger than"},
+		{"a search tree that is a DAG is refused", geodbTestCrafted(t, dir, "dag.mmdb", mmdbcraft.Chain(6, 24, 64)), "search tree is not a tree"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := openGeoFile(tc.path)
+			f, err := openGeoFile(context.Background(), tc.path)
 			if err == nil {
 				t.Fatalf("opened %s (ip_version %d); want an error", tc.path, f.ipVersion)
 			}
@@ -323,13 +330,22 @@ func TestOpenGeoFileErrors(t *testing.T) {
 		})
 	}
 	t.Run("missing file error wraps fs.ErrNotExist", func(t *testing.T) {
-		if _, err := openGeoFile(filepath.Join(dir, "missing.mmdb")); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := openGeoFile(context.Background(), filepath.Join(dir, "missing.mmdb")); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("error %v is not fs.ErrNotExist", err)
+		}
+	})
+	t.Run("a symlink to a database opens", func(t *testing.T) {
+		abs, err := filepath.Abs(geodbTestCity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openGeoFile(context.Background(), geodbTestSymlink(t, dir, abs)); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("both bundled layouts open", func(t *testing.T) {
 		for path, v := range map[string]uint{geodbTestCity: 6, geodbTestFlat: 4} {
-			f, err := openGeoFile(path)
+			f, err := openGeoFile(context.Background(), path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -338,6 +354,39 @@ func TestOpenGeoFileErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// geodbTestSymlink makes a symlink to target in dir.
+func geodbTestSymlink(tb testing.TB, dir, target string) string {
+	tb.Helper()
+	link := filepath.Join(dir, "link-"+filepath.Base(target))
+	if err := os.Symlink(target, link); err != nil {
+		tb.Fatal(err)
+	}
+	return link
+}
+
+// geodbTestSparse makes a file of size bytes that takes no disk space.
+func geodbTestSparse(tb testing.TB, dir string, size int64) string {
+	tb.Helper()
+	path := filepath.Join(dir, "huge.mmdb")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// geodbTestCrafted writes a hand-built MMDB file into dir.
+func geodbTestCrafted(tb testing.TB, dir, name string, f mmdbcraft.File) string {
+	tb.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, f.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
 
 // geodbTestReplace writes a new file over path the way an operator's
@@ -375,7 +424,7 @@ func TestReloadIfChanged(t *testing.T) {
 	t.Run("an unchanged file is not re-read", func(t *testing.T) {
 		_, db := setup(t)
 		before := db.sources[0].current.Load()
-		db.sources[0].reloadIfChanged()
+		db.sources[0].reloadIfChanged(context.Background())
 		if db.sources[0].current.Load() != before {
 			t.Fatal("unchanged file was swapped")
 		}
@@ -386,7 +435,7 @@ func TestReloadIfChanged(t *testing.T) {
 		geodbTestReplace(t, path, func(tmp string) {
 			geodbTestWrite(t, tmp, "city", 6, movedToTokyo, geodbTestPlace{network: "198.18.2.0/24", lat: 1, lon: 1})
 		}, time.Minute)
-		db.sources[0].reloadIfChanged()
+		db.sources[0].reloadIfChanged(context.Background())
 		if got := lat(db); got != 35.6762 {
 			t.Fatalf("client at latitude %v after the reload; want Tokyo", got)
 		}
@@ -394,29 +443,55 @@ func TestReloadIfChanged(t *testing.T) {
 			t.Errorf("db_reloads_total{result=ok} grew by %v, want 1", d)
 		}
 	})
-	t.Run("a corrupt replacement keeps the old copy and is counted once", func(t *testing.T) {
+	t.Run("a corrupt replacement keeps the old copy, is counted at every poll and logged once", func(t *testing.T) {
 		path, db := setup(t)
+		logs := geodbTestCaptureLog(t)
 		errs := geodbTestCounter(t, dbReloadCount.WithLabelValues("error"))
 		geodbTestReplace(t, path, writeGarbage, time.Minute)
 		for range 3 {
-			db.sources[0].reloadIfChanged()
+			db.sources[0].reloadIfChanged(context.Background())
 			if got := lat(db); got != 40.7128 {
 				t.Fatalf("client at latitude %v; want New York from the old copy", got)
 			}
 		}
-		if d := geodbTestCounter(t, dbReloadCount.WithLabelValues("error")) - errs; d != 1 {
-			t.Errorf("db_reloads_total{result=error} grew by %v over three polls, want 1", d)
+		if d := geodbTestCounter(t, dbReloadCount.WithLabelValues("error")) - errs; d != 3 {
+			t.Errorf("db_reloads_total{result=error} grew by %v over three polls, want 3", d)
 		}
-		// A later good file is taken, and a later bad one counted again.
+		if n := strings.Count(logs.String(), "not reloaded"); n != 1 {
+			t.Errorf("%d log lines over three polls of one error, want 1:\n%s", n, logs)
+		}
+		// Another error is logged again; a later good file is taken.
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		db.sources[0].reloadIfChanged(context.Background())
+		if n := strings.Count(logs.String(), "not reloaded"); n != 2 {
+			t.Errorf("%d log lines after a second, different error, want 2:\n%s", n, logs)
+		}
 		geodbTestReplace(t, path, func(tmp string) { geodbTestWrite(t, tmp, "city", 6, movedToTokyo) }, 2*time.Minute)
-		db.sources[0].reloadIfChanged()
+		db.sources[0].reloadIfChanged(context.Background())
 		if got := lat(db); got != 35.6762 {
 			t.Fatalf("client at latitude %v after a good file followed the bad one; want Tokyo", got)
 		}
-		geodbTestReplace(t, path, writeGarbage, 3*time.Minute)
-		db.sources[0].reloadIfChanged()
-		if d := geodbTestCounter(t, dbReloadCount.WithLabelValues("error")) - errs; d != 2 {
-			t.Errorf("db_reloads_total{result=error} grew by %v after a second bad file, want 2", d)
+	})
+	t.Run("a file that cannot be read is tried again at every poll, untouched", func(t *testing.T) {
+		path, db := setup(t)
+		geodbTestReplace(t, path, func(tmp string) { geodbTestWrite(t, tmp, "city", 6, movedToTokyo) }, time.Minute)
+		if err := os.Chmod(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		geodbTestAsNobody(t, path, func() { db.sources[0].reloadIfChanged(context.Background()) })
+		geodbTestAsNobody(t, path, func() { db.sources[0].reloadIfChanged(context.Background()) })
+		if got := lat(db); got != 40.7128 {
+			t.Fatalf("client at latitude %v; want New York while the new file is unreadable", got)
+		}
+		// Making it readable changes neither its mtime nor its size.
+		if err := os.Chmod(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		geodbTestAsNobody(t, path, func() { db.sources[0].reloadIfChanged(context.Background()) })
+		if got := lat(db); got != 35.6762 {
+			t.Fatalf("client at latitude %v once the file is readable; want Tokyo", got)
 		}
 	})
 	t.Run("a deleted file keeps the old copy", func(t *testing.T) {
@@ -424,8 +499,8 @@ func TestReloadIfChanged(t *testing.T) {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-		db.sources[0].reloadIfChanged()
-		db.sources[0].reloadIfChanged()
+		db.sources[0].reloadIfChanged(context.Background())
+		db.sources[0].reloadIfChanged(context.Background())
 		if got := lat(db); got != 40.7128 {
 			t.Fatalf("client at latitude %v; want New York from the old copy", got)
 		}
@@ -433,7 +508,7 @@ func TestReloadIfChanged(t *testing.T) {
 	t.Run("a replacement of the other ip_version is refused", func(t *testing.T) {
 		path, db := setup(t)
 		geodbTestReplace(t, path, func(tmp string) { geodbTestWrite(t, tmp, "flat", 4, movedToTokyo) }, time.Minute)
-		db.sources[0].reloadIfChanged()
+		db.sources[0].reloadIfChanged(context.Background())
 		if got := lat(db); got != 40.7128 {
 			t.Fatalf("client at latitude %v; want New York from the old copy", got)
 		}
@@ -493,4 +568,33 @@ func TestLocateSubnetCache(t *testing.T) {
 			t.Errorf("the entry was not renewed for the new generation: %+v", slotOf())
 		}
 	})
+}
+
+// Two blocks may each use a file called geo.mmdb: the build-time gauge
+// tells them apart by path.
+func TestBuildTimeGaugeIsKeyedByPath(t *testing.T) {
+	var paths []string
+	for _, epoch := range []int{1767225600, 1780000000} {
+		path := filepath.Join(t.TempDir(), "geo.mmdb")
+		raw, err := os.ReadFile(geodbTestCity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db := geodbTestOpen(t, path)
+		db.sources[0].current.Load().buildTime = time.Unix(int64(epoch), 0)
+		db.publishBuildTimes()
+		paths = append(paths, path)
+	}
+	for i, want := range []float64{1767225600, 1780000000} {
+		var m dto.Metric
+		if err := dbBuildTime.WithLabelValues(paths[i]).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			t.Errorf("db_build_timestamp_seconds{file=%q} = %v; want %v", paths[i], got, want)
+		}
+	}
 }

@@ -53,6 +53,10 @@ type GeoRoute struct {
 
 	steer  steering
 	scopes scopeViews
+	// steerCfg is the steering part of the block as parsed; steerRun
+	// follows its files and serves its admin endpoint.
+	steerCfg steerConfig
+	steerRun *steerRuntime
 
 	// blockFile and blockLine locate the georoute block for errors about
 	// the block as a whole; dbLine the db property.

@@ -46,6 +46,11 @@ func defaultHealthConfig() healthConfig {
 // a prober busy.
 const maxProbeBody = 64 << 10
 
+// maxProbeHeaders caps an HTTP(S) probe's response headers as maxProbeBody
+// caps its body: net/http would otherwise read up to 10 MiB of them, at
+// every probe of a hostile or broken target.
+const maxProbeHeaders = 16 << 10
+
 // hysteresis is the rise/fall state machine of one target.
 type hysteresis struct {
 	healthy    bool
@@ -78,6 +83,11 @@ type target struct {
 	pop   *pop
 	addrs []*popAddress
 	state hysteresis
+	// known is set when the target's URL was probed before this checker
+	// started (a Corefile reload): its state carries on through hysteresis
+	// instead of being set by the first result.
+	known bool
+	since int64 // UnixNano of the last change of state; 0: never
 }
 
 // healthChecker owns the probing goroutines of one georoute instance.
@@ -91,6 +101,9 @@ type healthChecker struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopped makes stop idempotent: the health memory counts each
+	// target's URL once per start.
+	stopped sync.Once
 	// gen orders checkers by start, for the pop_healthy series.
 	gen uint64
 }
@@ -121,10 +134,11 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 			// Probes go straight to the backend, never through a proxy from
 			// the environment, and each opens a fresh connection as a new
 			// client would.
-			Proxy:               nil,
-			DisableKeepAlives:   true,
-			TLSClientConfig:     &tls.Config{RootCAs: cfg.roots},
-			TLSHandshakeTimeout: cfg.timeout,
+			Proxy:                  nil,
+			DisableKeepAlives:      true,
+			TLSClientConfig:        &tls.Config{RootCAs: cfg.roots},
+			TLSHandshakeTimeout:    cfg.timeout,
+			MaxResponseHeaderBytes: maxProbeHeaders,
 		},
 		// A redirect is an answer, and not a 2xx one.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -134,11 +148,31 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 
 // start runs the first round of probes at once, applies its results directly
 // and calls done; then every target is probed once per interval, each at its
-// own phase so that the probes are spread over the interval.
+// own phase so that the probes are spread over the interval. A target whose
+// URL a running checker already probes (a Corefile reload) starts from that
+// checker's state, and its first result goes through hysteresis; any other
+// checked address is down until its first probe says up.
 func (hc *healthChecker) start(done func()) {
 	healthSeries.enroll(hc)
 	for _, a := range hc.unchecked {
 		healthSeries.set(hc, a, true)
+	}
+	for _, t := range hc.targets {
+		rec, known := healthMemory.join(t.url)
+		t.known = known
+		if !known {
+			for _, a := range t.addrs {
+				a.down.Store(true)
+			}
+			continue
+		}
+		t.state.healthy, t.state.streak, t.since = rec.healthy, rec.streak, rec.since
+		for _, a := range t.addrs {
+			a.down.Store(!rec.healthy)
+			a.since.Store(rec.since)
+			a.lastCheck.Store(rec.last)
+			healthSeries.set(hc, a, rec.healthy)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hc.cancel = cancel
@@ -161,27 +195,27 @@ func (hc *healthChecker) start(done func()) {
 
 // stop ends every prober, including probes in flight, and waits for them.
 func (hc *healthChecker) stop() {
-	if hc.cancel != nil {
-		hc.cancel()
+	if hc.cancel == nil {
+		return // never started
 	}
-	hc.wg.Wait()
-	healthSeries.release(hc)
+	hc.stopped.Do(func() {
+		hc.cancel()
+		hc.wg.Wait()
+		for _, t := range hc.targets {
+			healthMemory.leave(t.url)
+		}
+		healthSeries.release(hc)
+	})
 }
 
 func (hc *healthChecker) run(ctx context.Context, t *target, firstDone func()) {
 	begin := time.Now()
-	ok, why := hc.probe(ctx, t)
+	res := hc.probe(ctx, t)
 	if ctx.Err() != nil {
 		firstDone()
 		return
 	}
-	// The first result takes effect directly: at start-up there is no history
-	// to smooth.
-	t.state.healthy = ok
-	hc.publish(t, ok)
-	if !ok {
-		log.Infof("pop %s %s down: %s at start-up", t.pop.id, t.label(), why)
-	}
+	hc.observe(t, res, !t.known)
 	firstDone()
 
 	// The phase is shifted once, by less than an interval from the first
@@ -195,18 +229,11 @@ func (hc *healthChecker) run(ctx context.Context, t *target, firstDone func()) {
 			return
 		case <-timer.C:
 		}
-		ok, why := hc.probe(ctx, t)
+		res := hc.probe(ctx, t)
 		if ctx.Err() != nil {
 			return
 		}
-		if t.state.observe(ok) {
-			hc.publish(t, ok)
-			if ok {
-				log.Infof("pop %s %s up: after %d successes", t.pop.id, t.label(), hc.cfg.rise)
-			} else {
-				log.Infof("pop %s %s down: %s after %d failures", t.pop.id, t.label(), why, hc.cfg.fall)
-			}
-		}
+		hc.observe(t, res, false)
 		next = next.Add(hc.cfg.interval)
 		if now := time.Now(); next.Before(now) {
 			next = now
@@ -215,9 +242,39 @@ func (hc *healthChecker) run(ctx context.Context, t *target, firstDone func()) {
 	}
 }
 
+// observe applies one probe result to t. The first result of a target new
+// to the process takes effect directly (there is no history to smooth);
+// every other one goes through rise/fall.
+func (hc *healthChecker) observe(t *target, res *checkResult, first bool) {
+	for _, a := range t.addrs {
+		a.lastCheck.Store(res)
+	}
+	flipped := first
+	if first {
+		t.state.healthy, t.state.streak = res.ok, 0
+	} else {
+		flipped = t.state.observe(res.ok)
+	}
+	if flipped {
+		t.since = res.at.UnixNano()
+		hc.publish(t, res.ok)
+		switch {
+		case first && !res.ok:
+			log.Infof("pop %s %s down: %s at start-up", t.pop.id, t.label(), res.detail)
+		case first:
+		case res.ok:
+			log.Infof("pop %s %s up: after %d successes", t.pop.id, t.label(), hc.cfg.rise)
+		default:
+			log.Infof("pop %s %s down: %s after %d failures", t.pop.id, t.label(), res.detail, hc.cfg.fall)
+		}
+	}
+	healthMemory.remember(t.url, t.state, t.since, res)
+}
+
 // publish makes a target's state visible to queries and metrics.
 func (hc *healthChecker) publish(t *target, healthy bool) {
 	for _, a := range t.addrs {
+		a.since.Store(t.since)
 		a.down.Store(!healthy)
 		healthSeries.set(hc, a, healthy)
 	}
@@ -231,19 +288,22 @@ func (t *target) label() string {
 	return t.url
 }
 
-// probe runs one check and says why it failed.
-func (hc *healthChecker) probe(ctx context.Context, t *target) (bool, string) {
+// probe runs one check and says how it went.
+func (hc *healthChecker) probe(ctx context.Context, t *target) *checkResult {
 	ctx, cancel := context.WithTimeout(ctx, hc.cfg.timeout)
 	defer cancel()
-	begin := time.Now()
+	res := &checkResult{at: time.Now()}
 	err := hc.check(ctx, t.url)
-	healthcheckDuration.WithLabelValues(t.pop.id).Observe(time.Since(begin).Seconds())
+	res.duration = time.Since(res.at)
+	healthcheckDuration.WithLabelValues(t.pop.id).Observe(res.duration.Seconds())
 	if err != nil {
 		healthcheckCount.WithLabelValues(t.pop.id, "fail").Inc()
-		return false, err.Error()
+		res.detail = err.Error()
+		return res
 	}
 	healthcheckCount.WithLabelValues(t.pop.id, "ok").Inc()
-	return true, ""
+	res.ok = true
+	return res
 }
 
 func (hc *healthChecker) check(ctx context.Context, raw string) error {

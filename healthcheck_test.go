@@ -1,6 +1,7 @@
 package georoute
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -89,8 +90,8 @@ func healthProbe(cfg healthConfig, url string) (bool, string, time.Duration) {
 	p := healthPop("probe", url, "192.0.2.1")
 	hc := newHealthChecker(cfg, []*pop{p})
 	begin := time.Now()
-	ok, why := hc.probe(context.Background(), hc.targets[0])
-	return ok, why, time.Since(begin)
+	res := hc.probe(context.Background(), hc.targets[0])
+	return res.ok, res.detail, time.Since(begin)
 }
 
 // healthHTTPServer serves h on 127.0.0.1 and closes when the test ends.
@@ -175,6 +176,22 @@ func healthRawServer(t *testing.T, serve func(net.Conn)) (addr string, accepted 
 		wg.Wait()
 	})
 	return l.Addr().String(), accepted
+}
+
+// healthHugeHeaders answers 200 with 1 MiB of headers, as a hostile target
+// may (net/http would read up to 10 MiB by default).
+func healthHugeHeaders(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	bufio.NewReader(c).ReadString('\n')
+	w := bufio.NewWriter(c)
+	w.WriteString("HTTP/1.1 200 OK\r\n")
+	line := "X-Filler: " + strings.Repeat("x", 1000) + "\r\n"
+	for range 1 << 10 {
+		w.WriteString(line)
+	}
+	w.WriteString("Content-Length: 0\r\n\r\n")
+	w.Flush()
+	c.Close()
 }
 
 // healthHang keeps a connection open without ever answering.
@@ -282,6 +299,14 @@ func TestHealthProbe(t *testing.T) {
 				return "http://" + addr + "/healthz"
 			},
 			wantWhy: "timeout", atLeast: timeout, within: timeout + time.Second,
+		},
+		{
+			name: "response headers beyond the cap are down, unread",
+			url: func(t *testing.T) string {
+				addr, _ := healthRawServer(t, healthHugeHeaders)
+				return "http://" + addr + "/healthz"
+			},
+			wantWhy: "headers exceeded", within: timeout,
 		},
 		{
 			name: "a reset connection is down",

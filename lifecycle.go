@@ -3,6 +3,7 @@ package georoute
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/coredns/caddy"
 )
@@ -10,6 +11,11 @@ import (
 // start launches the health checker and the database watcher. It runs in
 // OnStartup, once per (re)load of the Corefile; stop undoes it.
 func (g *GeoRoute) start() error {
+	// Steering first: binding the admin address is the one step that can
+	// fail, and nothing else has started yet when it does.
+	if err := g.steerRun.start(g.owner); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatch = cancel
 	g.watchDone = make(chan struct{})
@@ -24,14 +30,26 @@ func (g *GeoRoute) start() error {
 	return nil
 }
 
-// stop ends every goroutine start launched and waits for them, so that a
-// reload never leaves an old instance probing.
+// watchStopWait bounds how long stop waits for the database watcher. The
+// watcher may be inside a read of a slow file system or the validation of
+// a large file; once cancelled it swaps nothing in, so a reload or shutdown
+// need not wait for it to notice.
+const watchStopWait = time.Second
+
+// stop ends every goroutine start launched and waits for them (the database
+// watcher at most watchStopWait), so that a reload never leaves an old
+// instance probing.
 func (g *GeoRoute) stop() error {
 	if g.stopWatch != nil {
 		g.stopWatch()
-		<-g.watchDone
+		select {
+		case <-g.watchDone:
+		case <-time.After(watchStopWait):
+			log.Warningf("db watcher still busy with a file after %s; not waiting for it", watchStopWait)
+		}
 	}
 	g.health.stop()
+	g.steerRun.stop()
 	g.scopes.halt()
 	running.remove(g)
 	return nil

@@ -92,7 +92,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "db_build_timestamp_seconds",
-		Help:      "Gauge of the build time (Unix seconds) of each database file in service, by base name.",
+		Help:      "Gauge of the build time (Unix seconds) of each database file in service, by path as configured.",
 	}, []string{"file"})
 )
 

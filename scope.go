@@ -170,14 +170,14 @@ func (s *scopeViews) run(ctx context.Context, g *GeoRoute, want <-chan scopeKey)
 		case <-t.C:
 			s.sweep()
 		case k := <-want:
-			s.build(g, k)
+			s.build(ctx, g, k)
 		}
 	}
 }
 
 // build merges the view of k unless it is there already, belongs to a
 // database generation no longer in service, or the table is full.
-func (s *scopeViews) build(g *GeoRoute, k scopeKey) {
+func (s *scopeViews) build(ctx context.Context, g *GeoRoute, k scopeKey) {
 	if k.gen != g.db.gen.Load() {
 		return
 	}
@@ -200,7 +200,10 @@ func (s *scopeViews) build(g *GeoRoute, k scopeKey) {
 	}
 	began := time.Now()
 	spec := k.spec(g)
-	v, err := scopeMerge(g.db, spec)
+	v, err := scopeMerge(ctx, g.db, spec)
+	if ctx.Err() != nil {
+		return // stopping
+	}
 	if err != nil {
 		log.Errorf("SCOPE view not built, keeping the database networks' SCOPE: %v", err)
 		return

@@ -283,3 +283,57 @@ func BenchmarkScopeWidest(b *testing.B) {
 		})
 	}
 }
+
+func TestScopeViewFollowsDrainsAndOverrides(t *testing.T) {
+	g, _, london := scopeTestLondonMerged(t)
+	paris := netip.MustParseAddr("203.0.113.130")
+	c := &scopeTestChecker{reader: scopeTestOpen(t, g.db.sources[0].path), answer: func(a netip.Addr) string { return scopeTestAnswer(g, "www.example.org.", a) }}
+	byID := map[string]*pop{}
+	for _, p := range g.pops {
+		byID[p.id] = p
+	}
+
+	// Draining lhr is a new state: the database SCOPE at once, then the
+	// merged view of the drained state.
+	drains := &drainSet{drained: make([]bool, len(g.pops))}
+	drains.drained[byID["lhr"].rank] = true
+	g.steer.drains.Store(drains)
+	if ans, scope := scopeTestReply(g, "www.example.org.", london); ans != "192.0.2.10" || scope != 25 {
+		t.Fatalf("lhr drained: %s SCOPE %d; expected nyc and the database network's 25", ans, scope)
+	}
+	scopeTestEventually(t, g, "www.example.org.", london, 24)
+	c.check(t, london, 24)
+	g.steer.drains.Store(nil)
+
+	// An override on the whole /24: one answer (nrt) for both halves,
+	// merged up to the rule's network and not beyond.
+	rule := func(cidr, id string) overrideRule {
+		return overrideRule{prefix: netip.MustParsePrefix(cidr), pops: []*pop{byID[id]}}
+	}
+	for _, tc := range []struct {
+		name   string
+		table  *overrideTable
+		client netip.Addr
+		want   string
+		merged int
+	}{
+		{"override /24 to nrt", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt")}}, london, "203.0.113.10", 24},
+		{"nested /26 to nyc splits it", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, london, "203.0.113.10", 25},
+		{"inside the nested rule", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, paris, "192.0.2.10", 26},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g.steer.overrides.Store(tc.table)
+			c.edges = nil
+			for _, r := range tc.table.rules {
+				c.edges = append(c.edges, r.prefix)
+			}
+			// N = 1: every rule here decides alone, located or not.
+			c.fixed = func(a netip.Addr) bool { return tc.table.match(a) != nil }
+			if ans, _ := scopeTestReply(g, "www.example.org.", tc.client); ans != tc.want {
+				t.Fatalf("%s: %s; expected %s", tc.client, ans, tc.want)
+			}
+			scopeTestEventually(t, g, "www.example.org.", tc.client, tc.merged)
+			c.check(t, tc.client, tc.merged)
+		})
+	}
+}

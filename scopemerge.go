@@ -2,12 +2,11 @@ package georoute
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
-
-	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // The merge engine behind the resolver-optimal SCOPE (design §5): for one
@@ -94,34 +93,37 @@ type scopeLeaf struct {
 // address order, networks without data included, so that they cover the
 // space (IPv6: but for the IPv4 subtree at ::/96 and its aliases, which
 // native IPv6 clients hardly ever fall into; they are left out, and an
-// address in a gap is never merged).
+// address in a gap is never merged). It walks the file's search tree with
+// walkTree, which is bounded whatever the file's bytes say; yield returning
+// false stops the walk.
 func scopeLeaves(f *geoFile, family int, yield func(scopeLeaf) bool) error {
-	within := netip.MustParsePrefix("::/0")
-	if family == 4 {
-		within = netip.MustParsePrefix("0.0.0.0/0")
-	}
-	for res := range f.reader.NetworksWithin(within, maxminddb.IncludeNetworksWithoutData()) {
-		if err := res.Err(); err != nil {
-			return err
-		}
-		p := res.Prefix()
-		leaf := scopeLeaf{offset: res.Offset(), found: res.Found()}
+	ipv4Space := netip.PrefixFrom(netip.IPv6Unspecified(), 96)
+	err := walkTree(f.raw, f.reader.Metadata, func(p netip.Prefix, off uintptr, found bool) error {
+		leaf := scopeLeaf{offset: off, found: found}
 		switch {
-		case family == 4 && !p.Addr().Is4():
+		case family == 4 && p.Addr().Is4():
+			leaf.start, leaf.bits = u128Of(p.Addr()), p.Bits()
+		case family == 4 && p.Bits() <= 96 && p.Contains(ipv4Space.Addr()):
 			// The whole IPv4 subtree lies inside one network of an IPv6
 			// tree (a file with no IPv4 data).
 			leaf.start, leaf.bits = u128{}, 0
-		case family == 6 && p.Addr().Is4():
-			continue
-		default:
+		case family == 6 && p.Addr().Is6():
 			leaf.start, leaf.bits = u128Of(p.Addr()), p.Bits()
-		}
-		if !yield(leaf) {
+		default:
 			return nil
 		}
+		if !yield(leaf) {
+			return errScopeStop
+		}
+		return nil
+	})
+	if errors.Is(err, errScopeStop) {
+		return nil
 	}
-	return nil
+	return err
 }
+
+var errScopeStop = errors.New("walk stopped")
 
 // scopeSite is an eligible pop of the answer a view is built for.
 type scopeSite struct {
@@ -172,7 +174,7 @@ type scopeBlock struct {
 // files are consulted only for what it cannot locate, and such addresses
 // are left unmerged) and special-purpose blocks bound the merged blocks, as
 // do override networks.
-func scopeMerge(db *geoDB, spec scopeSpec) (*scopeView, error) {
+func scopeMerge(ctx context.Context, db *geoDB, spec scopeSpec) (*scopeView, error) {
 	var f *geoFile
 	for _, src := range db.sources {
 		if cur := src.current.Load(); spec.family == 4 || cur.ipVersion == 6 {
@@ -205,9 +207,18 @@ func scopeMerge(db *geoDB, spec scopeSpec) (*scopeView, error) {
 			next++
 		}
 	}
+	walked := 0
 	if f == nil {
 		emit(scopeLeaf{})
-	} else if err := scopeLeaves(f, spec.family, func(l scopeLeaf) bool { emit(l); return true }); err != nil {
+	} else if err := scopeLeaves(f, spec.family, func(l scopeLeaf) bool {
+		emit(l)
+		// A stopping instance does not wait for a whole walk.
+		walked++
+		return walked%(1<<16) != 0 || ctx.Err() == nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if m.err != nil {

@@ -220,7 +220,7 @@ func scopeTestView(t testing.TB, g *GeoRoute, rrs []dns.RR, family int, rules []
 	}
 	spec := k.spec(g)
 	spec.rules = rules
-	v, err := scopeMerge(g.db, spec)
+	v, err := scopeMerge(context.Background(), g.db, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestScopeMergeOverrideEdges(t *testing.T) {
 		sites4 = append(sites4, scopeSite{rank: p.rank, at: p.at})
 	}
 	for _, family := range []int{4, 6} {
-		v, err := scopeMerge(g.db, scopeSpec{family: family, sites: sites4, n: g.answers, rules: rules})
+		v, err := scopeMerge(context.Background(), g.db, scopeSpec{family: family, sites: sites4, n: g.answers, rules: rules})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +571,7 @@ func BenchmarkScopeMerge(b *testing.B) {
 				var v *scopeView
 				for b.Loop() {
 					var err error
-					if v, err = scopeMerge(db, spec); err != nil {
+					if v, err = scopeMerge(context.Background(), db, spec); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -25,6 +25,7 @@ func debugBlock(props string) string {
 // An explanation never reveals what the client could not get by asking:
 // explain's sub-queries pass acl like the client's own queries.
 func TestExplainPassesACL(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, `example.org:{port} {
     bind 127.0.0.1
     acl {
@@ -51,6 +52,7 @@ func TestExplainPassesACL(t *testing.T) {
 // debug CIDR... limits who may ask: everybody else is refused as by a
 // server without debug.
 func TestExplainOnlyForDebugNetworks(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "example.org:{port} {\n    bind 127.0.0.1\n"+debugBlock("debug 127.0.0.2/32")+"}\n", nil)
 	if lines := explainLines(s.query("-c", "CH", "-t", "TXT", "www.example.org", "-b", "127.0.0.2")); len(lines) == 0 {
 		t.Error("127.0.0.2 (in debug) got no explanation")
@@ -63,6 +65,7 @@ func TestExplainOnlyForDebugNetworks(t *testing.T) {
 // debug opens the CH class of its listener; a reload that removes it
 // closes the class again, for every block on the listener.
 func TestReloadWithoutDebugClosesCH(t *testing.T) {
+	t.Parallel()
 	corefile := func(props string) string {
 		return "example.org:{port} {\n    bind 127.0.0.1\n" + debugBlock(props) + "}\nwhoami.test:{port} {\n    bind 127.0.0.1\n    whoami\n}\n"
 	}
@@ -86,6 +89,7 @@ func TestReloadWithoutDebugClosesCH(t *testing.T) {
 // CH answer of georoute's block but the explanation: georoute refuses
 // only what the listener would have refused without it.
 func TestDebugBesideChaosChangesNothingElse(t *testing.T) {
+	t.Parallel()
 	corefile := func(props string) string {
 		return "example.org:{port} {\n    bind 127.0.0.1\n" + debugBlock(props) + "}\n.:{port} {\n    bind 127.0.0.1\n    chaos georoute-test\n}\n"
 	}

@@ -89,20 +89,7 @@ func portOf(s *server) string { return strconv.Itoa(s.port) }
 
 // exampleFamilySum adds up every series of a counter family, 0 when it has
 // none yet.
-func exampleFamilySum(s *server, family string) float64 {
-	s.t.Helper()
-	sum := 0.0
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		if name, rest, ok := strings.Cut(line, " "); ok && (name == family || strings.HasPrefix(name, family+"{")) {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				s.t.Fatalf("metrics line %q: %v", line, err)
-			}
-			sum += v
-		}
-	}
-	return sum
-}
+func exampleFamilySum(s *server, family string) float64 { return s.metricSum(family) }
 
 func exampleWant(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
@@ -112,6 +99,7 @@ func exampleWant(t *testing.T, what string, got []string, want ...string) {
 }
 
 func TestExampleTwoRegion(t *testing.T) {
+	t.Parallel()
 	eu := []string{"198.51.100.21", "198.51.100.22"}
 	us := []string{"203.0.113.31"}
 	s := startExample(t, "two-region")
@@ -196,6 +184,7 @@ func exampleWaitFor(t *testing.T, s *server, subnet, name string, within time.Du
 }
 
 func TestExampleCDN(t *testing.T) {
+	t.Parallel()
 	pops := []struct{ id, v4, v6 string }{
 		{"nyc", "192.0.2.11", "2001:db8:11::1"},
 		{"lhr", "198.51.100.12", "2001:db8:12::1"},
@@ -281,6 +270,7 @@ func exampleHaveIPv6() bool {
 }
 
 func TestExampleDualStack(t *testing.T) {
+	t.Parallel()
 	const fra4, iad4, sin4 = "198.51.100.41", "192.0.2.42", "203.0.113.43"
 	const fra6, iad6 = "2001:db8:41::1", "2001:db8:42::1"
 	ipv6 := exampleHaveIPv6()

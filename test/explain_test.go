@@ -39,6 +39,7 @@ func explainLines(r reply) []string {
 }
 
 func TestExplainQuery(t *testing.T) {
+	t.Parallel()
 	on := startServer(t, explainCorefile(true), nil)
 	off := startServer(t, explainCorefile(false), nil)
 

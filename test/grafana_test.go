@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,38 +103,15 @@ func grafanaMetricNames(expr string) []string {
 	return names
 }
 
-func TestGrafanaMetricNames(t *testing.T) {
-	for expr, want := range map[string][]string{
-		`sum by (pop) (rate(coredns_georoute_requests_total{server=~"$server"}[$__rate_interval]))`: {"coredns_georoute_requests_total"},
-		`histogram_quantile(0.9, sum by (pop, le) (rate(a_bucket{x="y"}[5m])))`:                     {"a_bucket"},
-		`time() - b{file="geo.mmdb"}`:                           {"b"},
-		`count(c == 0) or vector(0)`:                            {"c"},
-		`label_replace(d, "pop", "(none)", "pop", "")`:          {"d"},
-		`sum(increase(e[1h])) / clamp_min(sum(f offset 1h), 1)`: {"e", "f"},
-	} {
-		if got := grafanaMetricNames(expr); !slices.Equal(got, want) {
-			t.Errorf("grafanaMetricNames(%q) = %v; want %v", expr, got, want)
-		}
-	}
-}
-
 // grafanaExposition reads a /metrics page: the TYPE of each family and the
 // names that have at least one sample.
-func grafanaExposition(text string) (types map[string]string, samples map[string]bool) {
-	types, samples = map[string]string{}, map[string]bool{}
-	for _, line := range strings.Split(text, "\n") {
-		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
-			types[f[2]] = f[3]
-			continue
-		}
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, _, _ := strings.Cut(line, "{")
-		name, _, _ = strings.Cut(name, " ")
-		samples[name] = true
+func grafanaExposition(t *testing.T, text string) (types map[string]string, samples map[string]bool) {
+	e := parseExposition(t, text)
+	types = map[string]string{}
+	for name, f := range e {
+		types[name] = strings.ToLower(f.GetType().String())
 	}
-	return types, samples
+	return types, e.names()
 }
 
 // grafanaFamily maps a histogram's _bucket/_sum/_count series to its family.
@@ -149,6 +125,7 @@ func grafanaFamily(name string, types map[string]string) string {
 }
 
 func TestGrafanaDashboardMetricsExist(t *testing.T) {
+	t.Parallel()
 	queries := grafanaQueries(t)
 	if len(queries) < 10 {
 		t.Fatalf("only %d queries found in the dashboard", len(queries))
@@ -175,6 +152,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
     bind 127.0.0.1
     georoute {
         db %s
+        reload 250ms
         pop nyc 40.7128 -74.0060 192.0.2.10 {
             check %s/healthz
         }
@@ -225,7 +203,7 @@ broken  IN A   203.0.113.10
 	var samples map[string]bool
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		types, samples = grafanaExposition(s.scrape())
+		types, samples = grafanaExposition(t, s.scrape())
 		if samples["coredns_georoute_db_reloads_total"] || time.Now().After(deadline) {
 			break
 		}

@@ -40,6 +40,9 @@ type server struct {
 	ready   string // http://127.0.0.1:N/ready
 	out     *syncBuffer
 	exited  chan struct{}
+	// uid, when not 0, is the user the process runs as (the tests run as
+	// root, whom file permissions do not stop).
+	uid uint32
 }
 
 // syncBuffer collects the server's output while tests read it.
@@ -129,6 +132,9 @@ func (s *server) start() {
 	s.cmd = exec.Command(binary, "-conf", filepath.Join(s.dir, "Corefile"))
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if s.uid != 0 {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: s.uid, Gid: s.uid}}
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -294,18 +300,4 @@ func (s *server) scrape() string {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return b.String()
-}
-
-// metric returns the value of the series whose line starts with prefix
-// (name and labels as Prometheus prints them), or -1 when absent.
-func (s *server) metric(prefix string) float64 {
-	s.t.Helper()
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		if strings.HasPrefix(line, prefix+" ") {
-			var v float64
-			fmt.Sscan(strings.TrimPrefix(line, prefix+" "), &v)
-			return v
-		}
-	}
-	return -1
 }

@@ -152,41 +152,11 @@ func (s *server) healthAwaitAnswer(client, want string, within time.Duration, al
 
 // healthSeries sums the samples of metric name whose labels include every
 // k=v of labels (in any order); -1 when there is none.
-func healthSeries(text, name string, labels ...string) float64 {
-	sum, found := 0.0, false
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, value, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		metric, rest, _ := strings.Cut(series, "{")
-		if metric != name {
-			continue
-		}
-		have := map[string]bool{}
-		for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				have[k+"="+strings.Trim(v, `"`)] = true
-			}
-		}
-		match := true
-		for _, l := range labels {
-			match = match && have[l]
-		}
-		if !match {
-			continue
-		}
-		var v float64
-		fmt.Sscan(value, &v)
-		sum, found = sum+v, true
+func healthSeries(t testing.TB, text, name string, labels ...string) float64 {
+	if v, ok := parseExposition(t, text).sum(name, labels...); ok {
+		return v
 	}
-	if !found {
-		return -1
-	}
-	return sum
+	return -1
 }
 
 // healthAwaitMetric waits (bounded) until the series' value is want.
@@ -194,7 +164,7 @@ func (s *server) healthAwaitMetric(within time.Duration, want float64, name stri
 	s.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		got := healthSeries(s.scrape(), name, labels...)
+		got := healthSeries(s.t, s.scrape(), name, labels...)
 		if got == want {
 			return
 		}
@@ -218,6 +188,7 @@ func (s *server) healthLogLines(re string) []string {
 }
 
 func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
+	t.Parallel()
 	b := newHealthBackend(t, nil)
 	s := startServer(t, healthCorefile(healthChecks(b), healthTiming("500ms")), nil)
 
@@ -229,7 +200,7 @@ func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
 		{"pop=lhr", "address=" + healthLHR}, {"pop=lhr", "address=2001:db8:2::10"},
 		{"pop=nyc", "address=" + healthNYC}, {"pop=nrt", "address=" + healthNRT},
 	} {
-		if v := healthSeries(m, "coredns_georoute_pop_healthy", series...); v != 1 {
+		if v := healthSeries(t, m, "coredns_georoute_pop_healthy", series...); v != 1 {
 			t.Errorf("pop_healthy%v = %v, want 1", series, v)
 		}
 	}
@@ -242,27 +213,27 @@ func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
 
 		m := s.scrape()
 		for _, addr := range []string{healthLHR, "2001:db8:2::10"} {
-			if v := healthSeries(m, "coredns_georoute_pop_healthy", "pop=lhr", "address="+addr); v != 0 {
+			if v := healthSeries(t, m, "coredns_georoute_pop_healthy", "pop=lhr", "address="+addr); v != 0 {
 				t.Errorf("pop_healthy{pop=lhr,address=%s} = %v, want 0", addr, v)
 			}
 		}
-		if v := healthSeries(m, "coredns_georoute_pop_healthy", "pop=nyc", "address="+healthNYC); v != 1 {
+		if v := healthSeries(t, m, "coredns_georoute_pop_healthy", "pop=nyc", "address="+healthNYC); v != 1 {
 			t.Errorf("pop_healthy{pop=nyc} = %v, want 1", v)
 		}
-		ok := healthSeries(m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=ok")
-		fail := healthSeries(m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=fail")
+		ok := healthSeries(t, m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=ok")
+		fail := healthSeries(t, m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=fail")
 		if ok < 1 || fail < healthFall {
 			t.Errorf("healthchecks_total{pop=lhr}: ok %v, fail %v; want ok ≥ 1 and fail ≥ %d", ok, fail, healthFall)
 		}
 		// The duration is observed just before the result is counted: a
 		// scrape may fall between the two.
-		if n := healthSeries(m, "coredns_georoute_healthcheck_duration_seconds_count", "pop=lhr"); n < ok+fail || n > ok+fail+1 {
+		if n := healthSeries(t, m, "coredns_georoute_healthcheck_duration_seconds_count", "pop=lhr"); n < ok+fail || n > ok+fail+1 {
 			t.Errorf("healthcheck_duration_seconds_count{pop=lhr} = %v, want %v (ok + fail)", n, ok+fail)
 		}
-		if sum := healthSeries(m, "coredns_georoute_healthcheck_duration_seconds_sum", "pop=lhr"); sum < 0 || sum > 0.5*(ok+fail) {
+		if sum := healthSeries(t, m, "coredns_georoute_healthcheck_duration_seconds_sum", "pop=lhr"); sum < 0 || sum > 0.5*(ok+fail) {
 			t.Errorf("healthcheck_duration_seconds_sum{pop=lhr} = %v, want between 0 and timeout × probes", sum)
 		}
-		if v := healthSeries(m, "coredns_georoute_healthcheck_duration_seconds_bucket", "pop=nyc", "le=+Inf"); v < 1 {
+		if v := healthSeries(t, m, "coredns_georoute_healthcheck_duration_seconds_bucket", "pop=nyc", "le=+Inf"); v < 1 {
 			t.Errorf("healthcheck_duration_seconds_bucket{pop=nyc,le=+Inf} = %v, want ≥ 1", v)
 		}
 
@@ -281,7 +252,7 @@ func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
 		limit := healthInterval*(healthRise+1) + healthSlack
 		took := s.healthAwaitAnswer(healthLondon, healthLHR, limit, healthLHR, healthNYC)
 		t.Logf("London back on lhr %s after it recovered", took.Round(time.Millisecond))
-		if v := healthSeries(s.scrape(), "coredns_georoute_pop_healthy", "pop=lhr", "address="+healthLHR); v != 1 {
+		if v := healthSeries(t, s.scrape(), "coredns_georoute_pop_healthy", "pop=lhr", "address="+healthLHR); v != 1 {
 			t.Errorf("pop_healthy{pop=lhr} = %v, want 1", v)
 		}
 		if up := s.healthLogLines(`pop lhr \S+ up: after 2 successes`); len(up) != 1 {
@@ -296,7 +267,7 @@ func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
 		limit := healthInterval*(healthFall+1) + healthSlack
 		deadline := time.Now().Add(limit)
 		// The sum over every pop's addresses is 0 once all are down.
-		for healthSeries(s.scrape(), "coredns_georoute_pop_healthy") != 0 {
+		for healthSeries(t, s.scrape(), "coredns_georoute_pop_healthy") != 0 {
 			// Every answer meanwhile is still a valid address.
 			s.healthAnswer(healthLondon, healthLHR, healthNYC, healthNRT)
 			if time.Now().After(deadline) {
@@ -304,14 +275,14 @@ func TestHealthFailoverRecoveryAndFailOpen(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		before := max(healthSeries(s.scrape(), "coredns_georoute_failopen_total"), 0)
+		before := max(healthSeries(t, s.scrape(), "coredns_georoute_failopen_total"), 0)
 		if got := s.healthAnswer(healthLondon, healthLHR, healthNYC, healthNRT); got != healthLHR {
 			t.Errorf("London got %s with every pop down, want its nearest, lhr", got)
 		}
 		if got := s.healthAnswer(healthTokyo, healthLHR, healthNYC, healthNRT); got != healthNRT {
 			t.Errorf("Tokyo got %s with every pop down, want its nearest, nrt", got)
 		}
-		if after := healthSeries(s.scrape(), "coredns_georoute_failopen_total"); after != before+2 {
+		if after := healthSeries(t, s.scrape(), "coredns_georoute_failopen_total"); after != before+2 {
 			t.Errorf("failopen_total went from %v to %v over 2 queries, want +2", before, after)
 		}
 	})
@@ -341,6 +312,7 @@ func healthTCPServer(t *testing.T) string {
 }
 
 func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
+	t.Parallel()
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -368,14 +340,14 @@ func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
 		pop, addr string
 		want      float64
 	}{{"lhr", healthLHR, 0}, {"lhr", "2001:db8:2::10", 0}, {"nyc", healthNYC, 1}, {"nrt", healthNRT, 1}} {
-		if v := healthSeries(m, "coredns_georoute_pop_healthy", "pop="+tc.pop, "address="+tc.addr); v != tc.want {
+		if v := healthSeries(t, m, "coredns_georoute_pop_healthy", "pop="+tc.pop, "address="+tc.addr); v != tc.want {
 			t.Errorf("pop_healthy{pop=%s,address=%s} = %v, want %v", tc.pop, tc.addr, v, tc.want)
 		}
 	}
-	if v := healthSeries(m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=fail"); v < 1 {
+	if v := healthSeries(t, m, "coredns_georoute_healthchecks_total", "pop=lhr", "result=fail"); v < 1 {
 		t.Errorf("healthchecks_total{pop=lhr,result=fail} = %v, want ≥ 1", v)
 	}
-	if v := healthSeries(m, "coredns_georoute_healthchecks_total", "pop=nyc", "result=ok"); v < 1 {
+	if v := healthSeries(t, m, "coredns_georoute_healthchecks_total", "pop=nyc", "result=ok"); v < 1 {
 		t.Errorf("healthchecks_total{pop=nyc,result=ok} = %v, want ≥ 1", v)
 	}
 	if lines := s.healthLogLines(`pop lhr tcp://` + regexp.QuoteMeta(closedAddr) + ` down: .* at start-up`); len(lines) != 1 {
@@ -384,6 +356,7 @@ func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
 }
 
 func TestHealthReadyWaitsForFirstRound(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{})
 	release := make(chan struct{})
 	var arriveOnce, releaseOnce sync.Once
@@ -448,6 +421,7 @@ func TestHealthReadyWaitsForFirstRound(t *testing.T) {
 }
 
 func TestHealthReloadsStopOldCheckers(t *testing.T) {
+	t.Parallel()
 	const reloads = 20
 	b := newHealthBackend(t, nil)
 	checks := healthChecks(b)
@@ -457,7 +431,7 @@ func TestHealthReloadsStopOldCheckers(t *testing.T) {
 	// Let the first probes of every target and the first scrape settle.
 	time.Sleep(healthInterval + 200*time.Millisecond)
 	s.scrape()
-	baseline := healthSeries(s.scrape(), "go_goroutines")
+	baseline := healthSeries(t, s.scrape(), "go_goroutines")
 	if baseline <= 0 {
 		t.Fatalf("go_goroutines = %v; is prometheus in the Corefile?", baseline)
 	}
@@ -491,7 +465,7 @@ func TestHealthReloadsStopOldCheckers(t *testing.T) {
 	const slack = 10
 	var after float64
 	for range 20 {
-		after = healthSeries(s.scrape(), "go_goroutines")
+		after = healthSeries(t, s.scrape(), "go_goroutines")
 		if after <= baseline+slack {
 			break
 		}
@@ -521,6 +495,7 @@ func TestHealthReloadsStopOldCheckers(t *testing.T) {
 }
 
 func TestHealthFailedReloadLeavesNoChecker(t *testing.T) {
+	t.Parallel()
 	b := newHealthBackend(t, nil)
 	checks := healthChecks(b)
 	corefile := healthCorefile(checks, healthTiming("500ms"))

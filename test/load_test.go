@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type queryLoad struct {
 	failed  atomic.Int64
 	lastErr atomic.Value // string
 	last    atomic.Value // string: the address of the latest answer
+	answers sync.Map     // address → *atomic.Int64: how often it was the answer
 }
 
 // startQueryLoad queries name with ECS subnet every few milliseconds, over
@@ -59,6 +61,8 @@ func startQueryLoad(t *testing.T, port int, name, subnet string) *queryLoad {
 			default:
 				if a, ok := r.Answer[0].(*dns.A); ok {
 					l.last.Store(a.A.String())
+					n, _ := l.answers.LoadOrStore(a.A.String(), new(atomic.Int64))
+					n.(*atomic.Int64).Add(1)
 				}
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -94,6 +98,14 @@ func (l *queryLoad) check(t *testing.T, atLeast int64) {
 	if n := l.sent.Load(); n < atLeast {
 		t.Errorf("only %d queries were sent; want at least %d for the test to mean anything", n, atLeast)
 	}
+}
+
+// answered says how many answers were addr.
+func (l *queryLoad) answered(addr string) int64 {
+	if n, ok := l.answers.Load(addr); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // lastAnswer is the address of the latest successful answer.

@@ -9,6 +9,7 @@ import (
 // loadbalance sits above georoute in the upstream order: with answers above
 // 1 it shuffles the nearest pops, and georoute says so at start-up.
 func TestLoadbalanceAboveGeorouteIsReported(t *testing.T) {
+	t.Parallel()
 	for _, answers := range []int{1, 2} {
 		t.Run(fmt.Sprintf("answers %d", answers), func(t *testing.T) {
 			s := startServer(t, fmt.Sprintf(`example.org:{port} {

@@ -36,6 +36,7 @@ func waitReloads(t *testing.T, s *server, n int) {
 // and open files come back to where they were, so every reload released the
 // old instance's database and watchers.
 func TestCorefileReloadsUnderLoad(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, demoPopsCorefile, nil)
 	load := startQueryLoad(t, s.port, "www.example.org", londonSubnet)
 	time.Sleep(300 * time.Millisecond)

@@ -144,22 +144,13 @@ func (r *resolver) query(t *testing.T, args ...string) reply {
 }
 
 // routedQueries is how many queries georoute has routed so far.
-func routedQueries(s *server) float64 {
-	total := 0.0
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		if strings.HasPrefix(line, "coredns_georoute_requests_total{") {
-			var v float64
-			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
-			total += v
-		}
-	}
-	return total
-}
+func routedQueries(s *server) float64 { return s.metricSum("coredns_georoute_requests_total") }
 
 // The SCOPE georoute returns is what lets a resolver's ECS cache keep one
 // city's answer from another: each client, asking twice, gets its own
 // nearest pop, and the second answers come from the resolver's cache.
 func TestResolverInFrontKeepsCitiesApart(t *testing.T) {
+	t.Parallel()
 	for name, start := range map[string]func(*testing.T, int) *resolver{
 		"unbound":       startUnbound,
 		"pdns-recursor": startPdnsRecursor,

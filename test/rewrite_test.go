@@ -9,6 +9,7 @@ import (
 // rules) without updating its RDLENGTH: well-formed queries must still be
 // answered, routed by the ECS that rewrite left.
 func TestRewriteEDNS0AboveGeoroute(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, `example.org:{port} {
     bind 127.0.0.1
     ready {ready}

@@ -219,46 +219,9 @@ func (r reply) addressTTLs() []string {
 	return out
 }
 
-// metricSum adds up the series of metric name whose labels include every
-// one of labels (each `key="value"`); 0 when there is none.
-func (s *server) metricSum(name string, labels ...string) float64 {
-	s.t.Helper()
-	var sum float64
-	for _, line := range strings.Split(s.scrape(), "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest == "" || (rest[0] != '{' && rest[0] != ' ')) {
-			continue
-		}
-		set, value := "", rest
-		if rest[0] == '{' {
-			end := strings.Index(rest, "}")
-			set, value = rest[1:end], rest[end+1:]
-		}
-		have := strings.Split(set, ",")
-		if !allIn(labels, have) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			s.t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-	}
-	return sum
-}
-
 // hasFlag reports whether the reply's header has flag (qr, aa, tc …).
 func hasFlag(r reply, flag string) bool {
 	return slices.Contains(strings.Fields(r.flags), flag)
-}
-
-func allIn(want, have []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
 }
 
 // claim is one query and the addresses its answer must hold, in order.

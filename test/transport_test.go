@@ -8,6 +8,7 @@ import (
 // The same question gets the same answer over UDP and TCP: routing, SCOPE
 // and every section, for routed, unrouted and unlocated clients.
 func TestUDPAndTCPAgree(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, demoPopsCorefile, nil)
 	for _, q := range [][]string{
 		{"www.example.org", "+subnet=198.18.2.0/24"},

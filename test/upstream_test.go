@@ -57,6 +57,7 @@ func startECSUpstream(t *testing.T, scope uint8) int {
 // upstream's SCOPE: a resolver must not cache a tailored answer for
 // everybody (design §5).
 func TestUpstreamScopeIsKept(t *testing.T) {
+	t.Parallel()
 	corefile := func(up int) string {
 		return fmt.Sprintf(`example.org:{port} {
     bind 127.0.0.1

@@ -13,17 +13,11 @@
 package main
 
 import (
-	"encoding/csv"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"strconv"
-	"strings"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/georoute/georoute/internal/mmdbwrite"
 )
 
 func main() {
@@ -43,98 +37,23 @@ func run(in, out, layout string, ipVersion int, epoch int64) error {
 	if layout != "city" && layout != "flat" {
 		return fmt.Errorf("layout %q; expected city or flat", layout)
 	}
-	dbType := "GeoIP2-City"
-	if layout == "flat" {
-		dbType = "DBIP-City-Lite"
-	}
-	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            dbType,
-		Description:             map[string]string{"en": "georoute test database (fictional locations)"},
-		Languages:               []string{"en"},
-		IPVersion:               ipVersion,
-		RecordSize:              24,
-		BuildEpoch:              epoch,
-		IncludeReservedNetworks: true, // test networks live in documentation ranges
-	})
-	if err != nil {
-		return err
-	}
 	f, err := os.Open(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comment = '#'
-	r.FieldsPerRecord = 5
-	r.TrimLeadingSpace = true
-	line := 0
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		line++
-		if line == 1 {
-			continue // header
-		}
-		_, network, err := net.ParseCIDR(rec[0])
-		if err != nil {
-			return fmt.Errorf("%s: %v", in, err)
-		}
-		if ipVersion == 4 && network.IP.To4() == nil {
-			continue
-		}
-		value, err := record(layout, rec[1], rec[2], rec[3], rec[4])
-		if err != nil {
-			return fmt.Errorf("%s: %s: %v", in, rec[0], err)
-		}
-		if err := tree.Insert(network, value); err != nil {
-			return fmt.Errorf("%s: %s: %v", in, rec[0], err)
-		}
+	places, err := mmdbwrite.ReadCSV(f)
+	if err != nil {
+		return fmt.Errorf("%s: %v", in, err)
 	}
 	o, err := os.Create(out)
 	if err != nil {
 		return err
 	}
-	if _, err := tree.WriteTo(o); err != nil {
+	opts := mmdbwrite.Options{Layout: layout, IPVersion: ipVersion, Epoch: epoch, Description: "georoute test database (fictional locations)"}
+	if err := mmdbwrite.Write(o, opts, places); err != nil {
 		o.Close()
 		return err
 	}
 	return o.Close()
-}
-
-func record(layout, city, country, lat, lon string) (mmdbtype.Map, error) {
-	city, country = strings.TrimSpace(city), strings.TrimSpace(country)
-	m := mmdbtype.Map{}
-	var coords mmdbtype.Map
-	if lat != "" || lon != "" {
-		la, err := strconv.ParseFloat(strings.TrimSpace(lat), 64)
-		if err != nil {
-			return nil, fmt.Errorf("latitude %q", lat)
-		}
-		lo, err := strconv.ParseFloat(strings.TrimSpace(lon), 64)
-		if err != nil {
-			return nil, fmt.Errorf("longitude %q", lon)
-		}
-		coords = mmdbtype.Map{"latitude": mmdbtype.Float64(la), "longitude": mmdbtype.Float64(lo)}
-	}
-	if layout == "flat" {
-		m["city"] = mmdbtype.String(city)
-		m["country_code"] = mmdbtype.String(country)
-		for k, v := range coords {
-			m[k] = v
-		}
-		return m, nil
-	}
-	m["city"] = mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String(city)}}
-	m["country"] = mmdbtype.Map{"iso_code": mmdbtype.String(country)}
-	if coords != nil {
-		coords["accuracy_radius"] = mmdbtype.Uint16(50)
-		m["location"] = coords
-	}
-	return m, nil
 }
