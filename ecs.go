@@ -278,6 +278,16 @@ var specialPurposeBlocks = []netip.Prefix{
 // specialPurpose returns the prefix length of the special-purpose block that
 // holds addr, if any.
 func specialPurpose(addr netip.Addr) (int, bool) {
+	// Most addresses are in none: tell by the first octet.
+	if addr.Is4() {
+		switch addr.As4()[0] {
+		case 0, 10, 100, 127, 169, 172, 192:
+		default:
+			return 0, false
+		}
+	} else if b := addr.As16()[0]; b != 0 && b&0xfe != 0xfc && b != 0xfe {
+		return 0, false
+	}
 	for _, p := range specialPurposeBlocks {
 		if p.Contains(addr) {
 			return p.Bits(), true

@@ -24,11 +24,13 @@ const pluginName = "georoute"
 type GeoRoute struct {
 	Next plugin.Handler
 
-	zones    plugin.Zones
-	db       *geoDB
-	dbPaths  []string
-	pops     []*pop
-	byAddr   map[netip.Addr]*popAddress
+	zones   plugin.Zones
+	db      *geoDB
+	dbPaths []string
+	pops    []*pop
+	byAddr  map[netip.Addr]*popAddress
+	// addrs are the same pop addresses, in declaration order.
+	addrs    []*popAddress
 	answers  int
 	ttl      uint32
 	ecs      ecsPolicy
@@ -53,6 +55,8 @@ type GeoRoute struct {
 
 	steer  steering
 	scopes scopeViews
+	// series are the metrics series queries count in.
+	series atomic.Pointer[requestSeries]
 	// steerCfg is the steering part of the block as parsed; steerRun
 	// follows its files and serves its admin endpoint.
 	steerCfg steerConfig
@@ -220,7 +224,7 @@ func (w *routingWriter) WriteMsg(res *dns.Msg) error {
 	if q.probe != nil {
 		q.probe.record(g, &q.client, res, d)
 	} else {
-		count(q.ctx, d)
+		g.count(q.ctx, d)
 	}
 	return w.ResponseWriter.WriteMsg(g.apply(res, d, &q.client))
 }
