@@ -57,7 +57,7 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 // the answer, or where the database places an address no pop claims.
 func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
 	c := candidate{rr: rr, addr: addrOf(rr)}
-	if pa, ok := g.byAddr[c.addr]; ok {
+	if pa := g.popAddress(c.addr); pa != nil {
 		c.pop, c.pa, c.site, c.at, c.located = pa.pop, pa, pa.pop.rank, pa.pop.at, true
 		return c
 	}
@@ -66,6 +66,23 @@ func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
 		c.at, c.located = loc.at, true
 	}
 	return c
+}
+
+// smallBook is the number of pop addresses up to which a linear scan finds
+// an address faster than hashing it.
+const smallBook = 16
+
+// popAddress returns the pop address addr, nil when no pop claims it.
+func (g *GeoRoute) popAddress(addr netip.Addr) *popAddress {
+	if len(g.addrs) > smallBook {
+		return g.byAddr[addr]
+	}
+	for _, pa := range g.addrs {
+		if pa.addr == addr {
+			return pa
+		}
+	}
+	return nil
 }
 
 // routes reports whether name is one of the configured names or below one,
@@ -77,7 +94,7 @@ func (g *GeoRoute) routes(name string) bool {
 		if z == "." {
 			return true
 		}
-		if len(name) < len(z) || !strings.EqualFold(name[len(name)-len(z):], z) {
+		if suffix := name[max(len(name)-len(z), 0):]; len(name) < len(z) || (suffix != z && !strings.EqualFold(suffix, z)) {
 			continue
 		}
 		if len(name) == len(z) {
@@ -122,7 +139,7 @@ func chainEnd(answer []dns.RR, qname string) string {
 
 func isTarget(rr dns.RR, qtype uint16, owner string) bool {
 	h := rr.Header()
-	return h.Rrtype == qtype && strings.EqualFold(h.Name, owner)
+	return h.Rrtype == qtype && (h.Name == owner || strings.EqualFold(h.Name, owner))
 }
 
 // signed reports whether an RRSIG in answer covers the RRset: cutting it

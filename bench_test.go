@@ -263,11 +263,11 @@ func BenchmarkECS(b *testing.B) {
 	b.Run("parse+echo", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			cs, err := parseClientSubnet(q)
+			c, err := readClient(q, netip.MustParseAddr("10.240.0.1"), ecsPolicy{}, true)
 			if err != nil {
 				b.Fatal(err)
 			}
-			reply.withECS(nil, &cs, 24)
+			reply.withECS(nil, &c, 24)
 		}
 	})
 }

@@ -58,10 +58,12 @@ type decision struct {
 	lookup netip.Addr
 	byECS  bool
 	loc    clientLocation
-	// rule is the override whose network holds lookup, nil if none; ruled
-	// is set when it decided the answer (one of its pops was eligible).
-	rule  *overrideRule
-	ruled bool
+	// overrides is the table in service, read once; rule is its override
+	// whose network holds lookup, nil if none; ruled is set when the rule
+	// decided the answer (one of its pops was up).
+	overrides *overrideTable
+	rule      *overrideRule
+	ruled     bool
 	// placed is set when the client stands somewhere (located, or the
 	// fallback point): from is then where distances are measured from.
 	placed bool
@@ -188,7 +190,8 @@ func (g *GeoRoute) choose(d *decision) {
 	default:
 		d.source = "fallback"
 	}
-	if d.rule = g.steer.overrides.Load().match(d.lookup); d.rule != nil && g.chooseOverride(d) {
+	d.overrides = g.steer.overrides.Load()
+	if d.rule = d.overrides.match(d.lookup); d.rule != nil && g.chooseOverride(d) {
 		return
 	}
 	if !d.placed {
@@ -201,9 +204,10 @@ func (g *GeoRoute) choose(d *decision) {
 }
 
 // chooseOverride serves the rule's pops in the listed order, skipping
-// those not eligible; when answers asks for more, the nearest of the other
-// pops follow. It reports false, choosing nothing, when none of the listed
-// pops is eligible: the client is then routed as if there were no rule.
+// those down or drained; when answers asks for more, the nearest of the
+// other pops follow. It reports false, choosing nothing, when none of the
+// listed pops is up (while failing open none is): the client is then
+// routed as if there were no rule.
 func (g *GeoRoute) chooseOverride(d *decision) bool {
 	sites := 0
 	var first *candidate
@@ -213,7 +217,7 @@ func (g *GeoRoute) chooseOverride(d *decision) bool {
 		}
 		found := false
 		for i := range d.cands {
-			if d.cands[i].pop == p && d.eligible[i] {
+			if d.cands[i].pop == p && d.eligible[i] && !d.failOpen {
 				d.kept = append(d.kept, d.cands[i].rr)
 				if first == nil {
 					first = &d.cands[i]
@@ -268,7 +272,13 @@ func (g *GeoRoute) scopeOf(c *client, d *decision) int {
 	if v, ok := g.scopes.widest(g, d); ok {
 		bits = v
 	} else {
-		bits = g.steer.overrides.Load().bound(d.lookup, bits)
+		bits = d.overrides.bound(d.lookup, bits)
+	}
+	// Addresses in a special-purpose block are answered by the resolver's
+	// location, not their own: no block that holds one but not the client
+	// is uniform.
+	for _, p := range specialPurposeBlocks {
+		bits = cutAt(d.lookup, bits, p)
 	}
 	return c.subnet.scopeFor(bits)
 }

@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 
 	"github.com/miekg/dns"
@@ -151,6 +152,8 @@ type client struct {
 	// unusedScope is the SCOPE of tailored answers when the ECS option was
 	// honoured but its address does not locate the client.
 	unusedScope int
+	// echoAddress is the option's ADDRESS for the echo (see echoAddress).
+	echoAddress net.IP
 }
 
 // readClient reads the client of query r from remote. A malformed ECS
@@ -167,7 +170,7 @@ func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool
 	if err != nil || !cs.present {
 		return c, err
 	}
-	c.subnet = cs
+	c.subnet, c.echoAddress = cs, echoAddress(r)
 	if usable, scope := cs.usable(); usable {
 		c.lookup, c.byECS = cs.address.Unmap(), true
 	} else {
@@ -218,22 +221,41 @@ func (cs clientSubnet) maxBits() int {
 // received, and SCOPE (RFC 7871 §7.2.1).
 func (cs clientSubnet) echo(scope int) *dns.EDNS0_SUBNET {
 	e := new(dns.EDNS0_SUBNET)
-	cs.echoInto(e, make([]byte, 0, 16), scope)
+	addr, _ := cs.address.AppendBinary(make([]byte, 0, 16))
+	cs.echoInto(e, addr, scope)
 	return e
 }
 
-// echoInto fills e as echo does, with the ADDRESS built on buf (4 octets
-// for FAMILY 1, 16 for FAMILY 2), so that a caller with storage of its own
-// allocates nothing.
-func (cs clientSubnet) echoInto(e *dns.EDNS0_SUBNET, buf []byte, scope int) {
-	addr, _ := cs.address.AppendBinary(buf[:0])
+// echoInto fills e as echo does with ADDRESS address (4 octets for FAMILY
+// 1, 16 for FAMILY 2), so that a caller with storage of its own allocates
+// nothing.
+func (cs clientSubnet) echoInto(e *dns.EDNS0_SUBNET, address net.IP, scope int) {
 	*e = dns.EDNS0_SUBNET{
 		Code:          dns.EDNS0SUBNET,
 		Family:        cs.family,
 		SourceNetmask: cs.source,
 		SourceScope:   uint8(scope),
-		Address:       addr,
+		Address:       address,
 	}
+}
+
+// echoAddress is the ADDRESS of r's ECS option (valid, see
+// readClientSubnet) as the echo carries it, sharing the query's bytes: the
+// query outlives its reply, and nothing writes to them.
+func echoAddress(r *dns.Msg) net.IP {
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			for _, e := range o.Option {
+				if s, ok := e.(*dns.EDNS0_SUBNET); ok {
+					if s.Family == 1 {
+						return s.Address.To4()
+					}
+					return s.Address
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // specialPurposeBlocks are the private and unroutable networks whose ECS
@@ -256,6 +278,16 @@ var specialPurposeBlocks = []netip.Prefix{
 // specialPurpose returns the prefix length of the special-purpose block that
 // holds addr, if any.
 func specialPurpose(addr netip.Addr) (int, bool) {
+	// Most addresses are in none: tell by the first octet.
+	if addr.Is4() {
+		switch addr.As4()[0] {
+		case 0, 10, 100, 127, 169, 172, 192:
+		default:
+			return 0, false
+		}
+	} else if b := addr.As16()[0]; b != 0 && b&0xfe != 0xfc && b != 0xfe {
+		return 0, false
+	}
 	for _, p := range specialPurposeBlocks {
 		if p.Contains(addr) {
 			return p.Bits(), true

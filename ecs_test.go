@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -173,6 +174,9 @@ func TestParseClientSubnet(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if echo, want := echoAddress(ecsTestUnpack(t, tc.wire)), tc.want.address.AsSlice(); !slices.Equal(echo, want) {
+				t.Fatalf("echo ADDRESS %v, want %v", []byte(echo), want)
 			}
 		})
 	}

@@ -24,11 +24,13 @@ const pluginName = "georoute"
 type GeoRoute struct {
 	Next plugin.Handler
 
-	zones    plugin.Zones
-	db       *geoDB
-	dbPaths  []string
-	pops     []*pop
-	byAddr   map[netip.Addr]*popAddress
+	zones   plugin.Zones
+	db      *geoDB
+	dbPaths []string
+	pops    []*pop
+	byAddr  map[netip.Addr]*popAddress
+	// addrs are the same pop addresses, in declaration order.
+	addrs    []*popAddress
 	answers  int
 	ttl      uint32
 	ecs      ecsPolicy
@@ -53,6 +55,8 @@ type GeoRoute struct {
 
 	steer  steering
 	scopes scopeViews
+	// series are the metrics series queries count in.
+	series atomic.Pointer[requestSeries]
 	// steerCfg is the steering part of the block as parsed; steerRun
 	// follows its files and serves its admin endpoint.
 	steerCfg steerConfig
@@ -107,10 +111,12 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		countClient(&c)
 	}
 
-	q := r.Question[0]
-	routable := (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && q.Qclass == dns.ClassINET
-	explain := g.isExplainQuery(q, c.remote)
-	refuse := g.refuseChaos && q.Qclass != dns.ClassINET && !explain
+	qt := r.Question[0]
+	routable := (qt.Qtype == dns.TypeA || qt.Qtype == dns.TypeAAAA) && qt.Qclass == dns.ClassINET
+	// A sub-query of an explanation is never one itself, whatever a plugin
+	// above made of it.
+	explain := probe == nil && g.isExplainQuery(qt, c.remote)
+	refuse := g.refuseChaos && qt.Qclass != dns.ClassINET && !explain
 	if !routable && !c.subnet.present && !explain && !refuse {
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
@@ -118,20 +124,27 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return g.explain(ctx, w, r, &c)
 	}
 
-	rw := writers.Get().(*routingWriter)
-	defer rw.release()
-	rw.ResponseWriter, rw.g, rw.ctx, rw.client, rw.probe = w, g, ctx, c, probe
+	rw := &routingWriter{ResponseWriter: w}
+	q := queries.Get().(*queryState)
+	q.g, q.ctx, q.client, q.probe = g, ctx, c, probe
 	if routable {
-		rw.qtype = q.Qtype
+		q.qtype = qt.Qtype
 	}
+	rw.q.Store(q)
+	defer rw.detach(q)
 	if refuse {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
 		rw.WriteMsg(m)
 		return dns.RcodeSuccess, nil
 	}
+	if probe != nil {
+		// Lookups the chain makes on its own (file's CNAME targets) are
+		// no part of the explanation.
+		ctx = context.WithValue(ctx, explainProbeKey{}, (*explainProbe)(nil))
+	}
 	rcode, err := plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
-	if c.subnet.present && !plugin.ClientWrite(rcode) && !rw.wrote {
+	if c.subnet.present && !plugin.ClientWrite(rcode) && !q.wrote {
 		// The server would write this error reply itself, past georoute and
 		// without the ECS option; write it here so that it carries the echo.
 		m := new(dns.Msg)
@@ -142,14 +155,29 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	return rcode, err
 }
 
-// errSecondReply refuses a second reply to one query.
-var errSecondReply = errors.New("georoute: a reply to this query was already written")
+var (
+	// errSecondReply refuses a second reply to a routed query.
+	errSecondReply = errors.New("georoute: a reply to this query was already written")
+	// errLateReply refuses a reply written after the query was over.
+	errLateReply = errors.New("georoute: a reply written after the query was over")
+)
 
 // routingWriter rewrites the reply of one query on its way up the chain:
-// decide, count (or explain), apply. Writers are pooled with the storage
-// of their decision, so a query allocates only what its reply keeps.
+// decide, count (or explain), apply. It is allocated per query and holds
+// nothing but the writer above and the query's state, because a plugin
+// below may keep it past the query (cache's stale refresh asks it for the
+// remote address later): the state, pooled, is detached when ServeDNS
+// returns, and a writer without one refuses to write.
 type routingWriter struct {
 	dns.ResponseWriter
+	q atomic.Pointer[queryState]
+}
+
+// queryState is what one query carries through the chain: the client,
+// and the storage of its decision. It is used only while the query is
+// being answered, so it is pooled: nothing the written reply holds lives
+// in it.
+type queryState struct {
 	g      *GeoRoute
 	ctx    context.Context
 	client client
@@ -162,36 +190,43 @@ type routingWriter struct {
 	d     decision
 }
 
-var writers = sync.Pool{New: func() any { return new(routingWriter) }}
+var queries = sync.Pool{New: func() any { return new(queryState) }}
 
-// release returns the writer to the pool once the query is over: nothing
-// the written reply holds lives in it.
-func (w *routingWriter) release() {
-	clear(w.d.cands)
-	clear(w.d.kept)
-	w.d.reset(0)
-	w.ResponseWriter, w.g, w.ctx, w.probe = nil, nil, nil, nil
-	w.client, w.qtype, w.wrote = client{}, 0, false
-	writers.Put(w)
+// detach ends the query: the writer stops routing and q goes back to the
+// pool.
+func (w *routingWriter) detach(q *queryState) {
+	w.q.Store(nil)
+	clear(q.d.cands)
+	clear(q.d.kept)
+	q.d.reset(0)
+	q.g, q.ctx, q.probe = nil, nil, nil
+	q.client, q.qtype, q.wrote = client{}, 0, false
+	queries.Put(q)
 }
 
-// WriteMsg implements dns.ResponseWriter.
+// WriteMsg implements dns.ResponseWriter. A routed query gets one reply;
+// other queries (a zone transfer with ECS) may write several, each with
+// the echo.
 func (w *routingWriter) WriteMsg(res *dns.Msg) error {
-	if w.wrote {
+	q := w.q.Load()
+	if q == nil {
+		return errLateReply
+	}
+	if q.wrote && q.qtype != 0 {
 		return errSecondReply
 	}
-	w.wrote = true
+	q.wrote = true
 	if res == nil {
 		return w.ResponseWriter.WriteMsg(res)
 	}
-	g, d := w.g, &w.d
-	g.decide(&w.client, res, w.qtype, d)
-	if w.probe != nil {
-		w.probe.record(g, &w.client, res, d)
+	g, d := q.g, &q.d
+	g.decide(&q.client, res, q.qtype, d)
+	if q.probe != nil {
+		q.probe.record(g, &q.client, res, d)
 	} else {
-		count(w.ctx, d)
+		g.count(q.ctx, d)
 	}
-	return w.ResponseWriter.WriteMsg(g.apply(res, d, &w.client))
+	return w.ResponseWriter.WriteMsg(g.apply(res, d, &q.client))
 }
 
 // Write implements dns.ResponseWriter. A plugin that writes wire format
@@ -201,10 +236,14 @@ func (w *routingWriter) Write(buf []byte) (int, error) {
 	m := new(dns.Msg)
 	if err := m.Unpack(buf); err != nil {
 		// Nothing georoute could route; the client gets it as it is.
-		if w.wrote {
+		q := w.q.Load()
+		if q == nil {
+			return 0, errLateReply
+		}
+		if q.wrote && q.qtype != 0 {
 			return 0, errSecondReply
 		}
-		w.wrote = true
+		q.wrote = true
 		return w.ResponseWriter.Write(buf)
 	}
 	if err := w.WriteMsg(m); err != nil {

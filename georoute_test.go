@@ -410,9 +410,12 @@ func TestServeDNS(t *testing.T) {
 		nyc6, lhr6, nrt6 = "2001:db8:1::10", "2001:db8:2::10", "2001:db8:3::10"
 		frankfurtServer  = "192.0.2.200"
 		sydneyServer     = "203.0.113.200"
-		// noMatch is the SCOPE of the database's no-match block around
-		// 8.8.8.0 in testdata/geo.mmdb: 8.0.0.0/5 (see geodb_test.go).
-		noMatch = 5
+		// noMatch is the SCOPE of an unlocated 8.8.8.0: the database's
+		// no-match block around it in testdata/geo.mmdb is 8.0.0.0/5 (see
+		// geodb_test.go), but that holds 10.0.0.0/8, whose ECS clients are
+		// answered by their resolver's location: 8.0.0.0/7 is the widest
+		// block that does not.
+		noMatch = 7
 	)
 	malformedScope := ecsTestWire(ecsTestSubnet(1, 24, 24, 198, 18, 2))
 	tests := []georouteTestCase{
@@ -469,6 +472,8 @@ func TestServeDNS(t *testing.T) {
 		{name: "ttl 0 gives TTL 0", props: "ttl 0", ecs: "198.18.2.0/24", want: georouteTestWant("www.example.org.", 0, "A", lhr), scope: 24},
 		{name: "fallback answers are TTL-capped too", ecs: "8.8.8.0/24", want: www(nyc, lhr, nrt), scope: noMatch},
 
+		{name: "a SCOPE never holds a special-purpose block whose clients are answered by the resolver", remote: "127.0.0.3", ecs: "100.1.2.0/24",
+			want: www(nyc, lhr, nrt), scope: 10},
 		// Fallbacks.
 		{name: "client not in the db gets every address with the no-match SCOPE", ecs: "8.8.8.0/24", want: www(nyc, lhr, nrt), scope: noMatch},
 		{name: "client whose record has no coordinates is not at 0,0: every address", ecs: "198.18.7.0/24", want: www(nyc, lhr, nrt), scope: 24},
@@ -898,5 +903,69 @@ func TestRawWritesAreRouted(t *testing.T) {
 				t.Fatalf("ECS %v, want one option with SCOPE 24", ecs)
 			}
 		})
+	}
+}
+
+// georouteTestLateZone keeps the writer past its ServeDNS, as cache's
+// stale refresh does, and uses it from another goroutine.
+type georouteTestLateZone struct {
+	later chan dns.ResponseWriter
+	twice bool
+}
+
+func (georouteTestLateZone) Name() string { return "zone" }
+
+func (z georouteTestLateZone) ServeDNS(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	w.WriteMsg(m)
+	if z.twice {
+		w.WriteMsg(m)
+	}
+	z.later <- w
+	return dns.RcodeSuccess, nil
+}
+
+func TestWriterUsedAfterTheQuery(t *testing.T) {
+	g := georouteTestNew(t, "")
+	z := georouteTestLateZone{later: make(chan dns.ResponseWriter, 1)}
+	g.Next = z
+	w := &georouteTestAllWrites{georouteTestWriter: georouteTestRemote("10.240.0.1")}
+	if _, err := g.ServeDNS(context.Background(), w, ecsTestQuery(t, "www.example.org.", dns.TypeA, "198.18.3.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	kept := <-z.later
+	done := make(chan error)
+	go func() {
+		// Another query takes the pooled state meanwhile.
+		georouteTestServe(t, g, georouteTestNewZone(t), "10.240.0.1", ecsTestQuery(t, "www.example.org.", dns.TypeA, "198.18.1.0/24"))
+		done <- nil
+	}()
+	if got := kept.RemoteAddr().String(); got != "10.240.0.1:40212" {
+		t.Errorf("RemoteAddr after the query: %s, want the client's", got)
+	}
+	if err := kept.WriteMsg(new(dns.Msg)); err == nil {
+		t.Error("a reply written after the query was accepted")
+	}
+	<-done
+	if len(w.msgs) != 1 {
+		t.Errorf("the client got %d replies, want 1", len(w.msgs))
+	}
+}
+
+func TestZoneTransferWithECSGetsEveryMessage(t *testing.T) {
+	g := georouteTestNew(t, "")
+	g.Next = georouteTestLateZone{later: make(chan dns.ResponseWriter, 1), twice: true}
+	w := &georouteTestAllWrites{georouteTestWriter: georouteTestRemote("10.240.0.1")}
+	if _, err := g.ServeDNS(context.Background(), w, ecsTestQuery(t, "example.org.", dns.TypeAXFR, "198.18.3.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.msgs) != 2 {
+		t.Fatalf("the client got %d messages of the transfer, want 2", len(w.msgs))
+	}
+	for _, m := range w.msgs {
+		if _, ecs := georouteTestECS(m); len(ecs) != 1 || ecs[0].SourceScope != 0 {
+			t.Errorf("transfer message ECS %v, want the echo with SCOPE 0", ecs)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
@@ -99,22 +100,71 @@ var (
 // count records a decision in the metrics: the request by pop and source,
 // fail-open, and the distance to the nearest chosen site. Replies without
 // an RRset to route are not requests of georoute's.
-func count(ctx context.Context, d *decision) {
+func (g *GeoRoute) count(ctx context.Context, d *decision) {
 	if d.outcome != outcomeRouted && d.outcome != outcomeSigned {
 		return
 	}
-	server := metrics.WithServer(ctx)
-	popID := ""
-	if d.nearest != nil {
-		popID = d.nearest.id
-	}
-	requestCount.WithLabelValues(server, popID, d.source).Inc()
+	s := g.seriesFor(metrics.WithServer(ctx))
+	s.request(d).Inc()
 	if d.failOpen {
-		failOpenCount.WithLabelValues(server).Inc()
+		s.failOpen.Inc()
 	}
 	if d.loc.located && d.chose {
-		distanceKmHist.WithLabelValues(server).Observe(distanceKm(d.loc.at, d.nearestAt))
+		s.distance.Observe(distanceKm(d.loc.at, d.nearestAt))
 	}
+}
+
+// requestSources are the values of requests_total's source label.
+var requestSources = [...]string{"ecs", "remote", "fallback", "override", "signed"}
+
+// requestSeries are the per-query series of one server label, resolved
+// once: resolving a series by its label values hashes them every time.
+// The requests_total series are resolved at their first use, so that only
+// series that happened appear.
+type requestSeries struct {
+	server   string
+	failOpen prometheus.Counter
+	distance prometheus.Observer
+	// requests is indexed by (pop rank + 1) × sources + source; pop 0 is
+	// no pop (anonymous site, fallback all, signed).
+	requests []atomic.Pointer[counterSlot]
+}
+
+type counterSlot struct{ prometheus.Counter }
+
+// seriesFor returns the series of server, made anew when the server label
+// changes (a block on several listeners).
+func (g *GeoRoute) seriesFor(server string) *requestSeries {
+	if s := g.series.Load(); s != nil && s.server == server {
+		return s
+	}
+	s := &requestSeries{
+		server:   server,
+		failOpen: failOpenCount.WithLabelValues(server),
+		distance: distanceKmHist.WithLabelValues(server),
+		requests: make([]atomic.Pointer[counterSlot], (len(g.pops)+1)*len(requestSources)),
+	}
+	g.series.Store(s)
+	return s
+}
+
+// request is the requests_total series of d.
+func (s *requestSeries) request(d *decision) prometheus.Counter {
+	pop, popID := 0, ""
+	if d.nearest != nil {
+		pop, popID = d.nearest.rank+1, d.nearest.id
+	}
+	src := 0
+	for src < len(requestSources)-1 && requestSources[src] != d.source {
+		src++
+	}
+	slot := &s.requests[pop*len(requestSources)+src]
+	if c := slot.Load(); c != nil {
+		return c.Counter
+	}
+	c := &counterSlot{requestCount.WithLabelValues(s.server, popID, requestSources[src])}
+	slot.Store(c)
+	return c.Counter
 }
 
 // countClient records what became of a query's ECS option.

@@ -175,6 +175,7 @@ func (g *GeoRoute) parsePopProperty(c *caddy.Controller, args []string) error {
 			return c.Errf("address %s already belongs to pop %q; an address belongs to at most one pop", a.addr, prev.pop.id)
 		}
 		g.byAddr[a.addr] = a
+		g.addrs = append(g.addrs, a)
 	}
 	g.pops = append(g.pops, p)
 	return nil

@@ -23,7 +23,7 @@ func applyInto[R dns.A | dns.AAAA](t *tailoredReply[R], res *dns.Msg, d *decisio
 		res.Answer = t.answer(res.Answer, d, ttl)
 	}
 	if c.subnet.present {
-		res.Extra = t.withECS(res.Extra, &c.subnet, d.scope)
+		res.Extra = t.withECS(res.Extra, c, d.scope)
 	}
 	return res
 }
@@ -39,10 +39,9 @@ type tailoredReply[R dns.A | dns.AAAA] struct {
 	opt       dns.OPT
 	options   [1]dns.EDNS0
 	ecs       dns.EDNS0_SUBNET
-	ecsAddr   [16]byte
-	// capped is the TTL-capped copy of the first kept record.
-	capped     R
-	cappedUsed bool
+	// capped is the TTL-capped copy of the first kept record whose TTL is
+	// capped; free while its type is 0.
+	capped R
 }
 
 // answer returns the answer section with the routed RRset replaced: the
@@ -74,9 +73,9 @@ func (t *tailoredReply[R]) capTTL(rr dns.RR, ttl uint32) dns.RR {
 	}
 	var c dns.RR
 	if r, ok := any(rr).(*R); ok {
-		if !t.cappedUsed {
-			t.capped, t.cappedUsed = *r, true
-			c = any(&t.capped).(dns.RR)
+		if own := any(&t.capped).(dns.RR); own.Header().Rrtype == 0 {
+			t.capped = *r
+			c = own
 		} else {
 			cp := *r
 			c = any(&cp).(dns.RR)
@@ -89,11 +88,11 @@ func (t *tailoredReply[R]) capTTL(rr dns.RR, ttl uint32) dns.RR {
 }
 
 // withECS returns extra with its OPT RR carrying exactly one ECS option
-// echoing cs with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
+// echoing c's with SCOPE scope (RFC 7871 §7.2.1). extra is not modified: an
 // OPT the next plugin put there is copied, one without it is added (the
 // server's scrub writer then fills in the client's buffer size and DO bit).
-func (t *tailoredReply[R]) withECS(extra []dns.RR, cs *clientSubnet, scope int) []dns.RR {
-	cs.echoInto(&t.ecs, t.ecsAddr[:], scope)
+func (t *tailoredReply[R]) withECS(extra []dns.RR, c *client, scope int) []dns.RR {
+	c.subnet.echoInto(&t.ecs, c.echoAddress, scope)
 	return appendWithECS(t.extraBuf[:0], &t.opt, t.options[:0], extra, &t.ecs)
 }
 

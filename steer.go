@@ -59,48 +59,13 @@ func (t *overrideTable) match(addr netip.Addr) *overrideRule {
 
 // bound narrows a SCOPE of bits around addr (in addr's family) until the
 // block it claims holds no rule boundary: inside the block either every
-// address falls under the same rule or none does. A rule holding addr
-// makes the block at least as long as the rule; a rule inside the block
-// that does not hold addr cuts the block just above it.
+// address falls under the same rule or none does.
 func (t *overrideTable) bound(addr netip.Addr, bits int) int {
 	if t == nil {
 		return bits
 	}
 	for i := range t.rules {
-		p := t.rules[i].prefix
-		if p.Addr().Is4() != addr.Is4() || p.Bits() <= bits {
-			continue
-		}
-		if p.Contains(addr) {
-			bits = p.Bits()
-			continue
-		}
-		if block := netip.PrefixFrom(addr, bits).Masked(); block.Contains(p.Addr()) {
-			bits = max(bits, commonBits(addr, p.Addr())+1)
-		}
+		bits = cutAt(addr, bits, t.rules[i].prefix)
 	}
 	return bits
-}
-
-// commonBits is the number of leading bits two addresses of one family
-// share.
-func commonBits(a, b netip.Addr) int {
-	x, y := a.As16(), b.As16()
-	n := 0
-	for i := range x {
-		d := x[i] ^ y[i]
-		if d == 0 {
-			n += 8
-			continue
-		}
-		for d&0x80 == 0 {
-			n++
-			d <<= 1
-		}
-		break
-	}
-	if a.Is4() {
-		n -= 96
-	}
-	return n
 }
