@@ -30,10 +30,12 @@ const scopeMaxPops = 512
 
 // scopeKey is the input of one view: the family, the pops choosing may use
 // (eligible, after fail-open and drains), `answers` N, the database
-// generation and the override table in service. A comparable value, so a
-// query finds its view without allocating.
+// generation, the override table the query read and whether it failed open
+// (overrides do not apply then). A comparable value, so a query finds its
+// view without allocating.
 type scopeKey struct {
 	family   uint8
+	failOpen bool
 	n        int
 	gen      uint64
 	rules    *overrideTable
@@ -98,7 +100,7 @@ func (s *scopeViews) widest(g *GeoRoute, d *decision) (bits int, ok bool) {
 // scopeKeyOf is the key of d's view; false when the answer holds an
 // anonymous site.
 func scopeKeyOf(g *GeoRoute, d *decision) (scopeKey, bool) {
-	k := scopeKey{family: 6, n: g.answers, gen: g.db.gen.Load(), rules: g.steer.overrides.Load()}
+	k := scopeKey{family: 6, failOpen: d.failOpen, n: g.answers, gen: g.db.gen.Load(), rules: d.overrides}
 	if d.lookup.Is4() {
 		k.family = 4
 	}
@@ -125,10 +127,11 @@ func (k scopeKey) spec(g *GeoRoute) scopeSpec {
 	if k.rules != nil {
 		for _, r := range k.rules.rules {
 			// A rule serves its eligible pops in the listed order
-			// (chooseOverride), duplicates and all.
+			// (chooseOverride), duplicates and all; none while failing
+			// open. Its edges bound the blocks either way.
 			sr := scopeRule{prefix: r.prefix}
 			for _, p := range r.pops {
-				if k.has(p.rank) {
+				if k.has(p.rank) && !k.failOpen {
 					sr.listed = append(sr.listed, p.rank)
 				}
 			}

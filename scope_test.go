@@ -311,24 +311,33 @@ func TestScopeViewFollowsDrainsAndOverrides(t *testing.T) {
 		return overrideRule{prefix: netip.MustParsePrefix(cidr), pops: []*pop{byID[id]}}
 	}
 	for _, tc := range []struct {
-		name   string
-		table  *overrideTable
-		client netip.Addr
-		want   string
-		merged int
+		name     string
+		table    *overrideTable
+		failOpen bool
+		client   netip.Addr
+		want     string
+		merged   int
 	}{
-		{"override /24 to nrt", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt")}}, london, "203.0.113.10", 24},
-		{"nested /26 to nyc splits it", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, london, "203.0.113.10", 25},
-		{"inside the nested rule", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, paris, "192.0.2.10", 26},
+		{"override /24 to nrt", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt")}}, false, london, "203.0.113.10", 24},
+		{"nested /26 to nyc splits it", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, false, london, "203.0.113.10", 25},
+		{"inside the nested rule", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt"), rule("203.0.113.128/26", "nyc")}}, false, paris, "192.0.2.10", 26},
+		// Every pop down: failing open, no override applies, London and
+		// Paris are both lhr's again.
+		{"no override while failing open", &overrideTable{rules: []overrideRule{rule("203.0.113.0/24", "nrt")}}, true, london, "198.51.100.10", 24},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.failOpen {
+				georouteTestSetDown(t, g, "nyc", "lhr", "nrt")
+				defer georouteTestSetDown(t, g)
+			}
 			g.steer.overrides.Store(tc.table)
 			c.edges = nil
 			for _, r := range tc.table.rules {
 				c.edges = append(c.edges, r.prefix)
 			}
-			// N = 1: every rule here decides alone, located or not.
-			c.fixed = func(a netip.Addr) bool { return tc.table.match(a) != nil }
+			// N = 1: every rule here decides alone, located or not
+			// (unless failing open).
+			c.fixed = func(a netip.Addr) bool { return !tc.failOpen && tc.table.match(a) != nil }
 			if ans, _ := scopeTestReply(g, "www.example.org.", tc.client); ans != tc.want {
 				t.Fatalf("%s: %s; expected %s", tc.client, ans, tc.want)
 			}
