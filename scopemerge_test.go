@@ -532,9 +532,9 @@ func TestScopeMergeRealDB(t *testing.T) {
 				c := &scopeTestChecker{reader: r, byRecord: map[recordKey]string{}, answer: func(a netip.Addr) string { return scopeTestAnswer(g, "www.example.org.", a) }}
 				var clients []netip.Addr
 				if fam.family == 4 {
-					clients = scopeTestPublic24s(300, rnd)
+					clients = scopeTestPublic24s(150, rnd)
 				} else {
-					clients = scopeTestClients(r, 6, 100, rnd)
+					clients = scopeTestClients(r, 6, 50, rnd)
 				}
 				scopes := scopeTestRun(t, v, c, clients)
 				slices.Sort(scopes)
