@@ -40,7 +40,8 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 		t := isTarget(rr, d.qtype, d.owner)
 		d.target = append(d.target, t)
 		if t {
-			d.cands = append(d.cands, g.candidate(rr, i))
+			d.cands = append(d.cands, candidate{})
+			g.fillCandidate(&d.cands[len(d.cands)-1], rr, i)
 		}
 	}
 	if len(d.cands) == 0 {
@@ -56,34 +57,27 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 // candidate says which pop serves the address of rr, the i-th record of
 // the answer, or where the database places an address no pop claims.
 func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
-	c := candidate{rr: rr, addr: addrOf(rr)}
+	var c candidate
+	g.fillCandidate(&c, rr, i)
+	return c
+}
+
+// fillCandidate is candidate, written in place: every record of a large
+// answer passes here.
+func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, i int) {
+	c.rr, c.addr = rr, addrOf(rr)
 	if pa := g.popAddress(c.addr); pa != nil {
 		c.pop, c.pa, c.site, c.at, c.located = pa.pop, pa, pa.pop.rank, pa.pop.at, true
-		return c
+		return
 	}
 	c.site = len(g.pops) + i
 	if loc := g.db.locate(c.addr); loc.located {
 		c.at, c.located = loc.at, true
 	}
-	return c
 }
-
-// smallBook is the number of pop addresses up to which a linear scan finds
-// an address faster than hashing it.
-const smallBook = 16
 
 // popAddress returns the pop address addr, nil when no pop claims it.
-func (g *GeoRoute) popAddress(addr netip.Addr) *popAddress {
-	if len(g.addrs) > smallBook {
-		return g.byAddr[addr]
-	}
-	for _, pa := range g.addrs {
-		if pa.addr == addr {
-			return pa
-		}
-	}
-	return nil
-}
+func (g *GeoRoute) popAddress(addr netip.Addr) *popAddress { return g.addrIndex.find(addr) }
 
 // routes reports whether name is one of the configured names or below one,
 // label by label: an escaped dot (a\.x.example.org) is part of a label, not

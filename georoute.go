@@ -29,14 +29,16 @@ type GeoRoute struct {
 	dbPaths []string
 	pops    []*pop
 	byAddr  map[netip.Addr]*popAddress
-	// addrs are the same pop addresses, in declaration order.
-	addrs    []*popAddress
-	answers  int
-	ttl      uint32
-	ecs      ecsPolicy
-	fallback fallbackPolicy
-	hc       healthConfig
-	health   *healthChecker
+	// addrs are the same pop addresses, in declaration order, and
+	// addrIndex finds them by address on the query path.
+	addrs     []*popAddress
+	addrIndex addrIndex
+	answers   int
+	ttl       uint32
+	ecs       ecsPolicy
+	fallback  fallbackPolicy
+	hc        healthConfig
+	health    *healthChecker
 	// reload is how often the db files (and steering files) are checked
 	// for changes; default 5s.
 	reload time.Duration

@@ -60,6 +60,7 @@ func parse(c *caddy.Controller) (*GeoRoute, error) {
 			return nil, err
 		}
 	}
+	g.addrIndex = newAddrIndex(g.addrs)
 	return g, nil
 }
 
