@@ -155,7 +155,7 @@ func newHealthChecker(cfg healthConfig, pops []*pop) *healthChecker {
 func (hc *healthChecker) start(done func()) {
 	healthSeries.enroll(hc)
 	for _, a := range hc.unchecked {
-		healthSeries.set(hc, a, true)
+		healthSeries.set(hc, healthKey(a), true)
 	}
 	for _, t := range hc.targets {
 		rec, known := healthMemory.join(t.url)
@@ -171,7 +171,7 @@ func (hc *healthChecker) start(done func()) {
 			a.down.Store(!rec.healthy)
 			a.since.Store(rec.since)
 			a.lastCheck.Store(rec.last)
-			healthSeries.set(hc, a, rec.healthy)
+			healthSeries.set(hc, healthKey(a), rec.healthy)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,7 +276,7 @@ func (hc *healthChecker) publish(t *target, healthy bool) {
 	for _, a := range t.addrs {
 		a.since.Store(t.since)
 		a.down.Store(!healthy)
-		healthSeries.set(hc, a, healthy)
+		healthSeries.set(hc, healthKey(a), healthy)
 	}
 }
 

@@ -1,8 +1,6 @@
 package georoute
 
 import (
-	"sync"
-
 	"github.com/coredns/coredns/plugin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -49,46 +47,7 @@ var (
 	stateReloadError     = stateReloadCount.WithLabelValues("error")
 )
 
-// drainSeries decides who writes each pop_drained series, as healthSeries
-// does for pop_healthy: during a Corefile reload the new instance publishes
-// before the old one stops, the newer one wins, and stopping an instance
-// removes only the series of pops no newer instance publishes.
-var drainSeries = &drainSeriesOwners{owner: map[string]*drainControl{}}
+// drainSeries owns pop_drained, one series per pop (see gaugeOwners).
+var drainSeries = newGaugeOwners[string, *drainControl](popDrained, func(id string) []string { return []string{id} })
 
-type drainSeriesOwners struct {
-	mu    sync.Mutex
-	gen   uint64
-	owner map[string]*drainControl
-}
-
-func (s *drainSeriesOwners) enroll(d *drainControl) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen++
-	d.gen = s.gen
-}
-
-func (s *drainSeriesOwners) set(d *drainControl, id string, drained bool) {
-	v := 0.0
-	if drained {
-		v = 1
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if o := s.owner[id]; o != nil && o.gen > d.gen {
-		return
-	}
-	s.owner[id] = d
-	popDrained.WithLabelValues(id).Set(v)
-}
-
-func (s *drainSeriesOwners) release(d *drainControl) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, o := range s.owner {
-		if o == d {
-			delete(s.owner, id)
-			popDrained.DeleteLabelValues(id)
-		}
-	}
-}
+func (d *drainControl) generation() *uint64 { return &d.gen }

@@ -39,13 +39,13 @@ func TestHealthSeriesOwnership(t *testing.T) {
 
 	old, reloaded := &healthChecker{}, &healthChecker{}
 	healthSeries.enroll(old)
-	healthSeries.set(old, kept.addrs[0], true)
-	healthSeries.set(old, removed.addrs[0], true)
+	healthSeries.set(old, healthKey(kept.addrs[0]), true)
+	healthSeries.set(old, healthKey(removed.addrs[0]), true)
 
 	// The reload starts the new instance first; the old one still probes.
 	healthSeries.enroll(reloaded)
-	healthSeries.set(reloaded, kept.addrs[0], false)
-	healthSeries.set(old, kept.addrs[0], true)
+	healthSeries.set(reloaded, healthKey(kept.addrs[0]), false)
+	healthSeries.set(old, healthKey(kept.addrs[0]), true)
 
 	t.Run("the newer checker's value stands against a late write of the old one", func(t *testing.T) {
 		if v := seriesValue(t, "series-kept", "192.0.2.71"); v != 0 {
