@@ -33,12 +33,12 @@ deps:
 	@bash build/deps.sh $(TEST_TOOLS)
 
 # The integration tests start $(BIN) and query it with dig; the benchmarks
-# and a few tests also use the real database.
+# and a few tests also use the real database. The black-box tests (./test/)
+# drive bin/coredns from outside: the race detector has nothing of
+# georoute's to watch there and would only slow their checker.
 test: deps $(BIN) $(REALDB)
 	$(GO) vet ./...
 	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v '/test$$')
-	# The black-box tests drive bin/coredns from outside; the race detector
-	# has nothing of georoute's to watch in them, only slows their checker.
 	$(GO) test -count=1 ./test/
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
 
