@@ -279,21 +279,20 @@ func scopeClients(v6 *maxminddb.Reader, n int) (v4s, v6s []netip.Addr) {
 			v4s = append(v4s, a)
 		}
 	}
-	var nets []netip.Prefix
-	for res := range v6.Networks() {
-		if p := res.Prefix(); p.Addr().Is6() && p.Bits() <= 56 {
-			nets = append(nets, p)
+	// Random /56s in 2001:: to 2c0f::, where the registries allocate, kept
+	// when DB-IP holds them in a network of /56 or wider: a bounded number
+	// of lookups rather than a walk of all its networks.
+	for tries := 0; len(v6s) < n && tries < 1_000_000; tries++ {
+		var b [16]byte
+		hi := 0x2001 + rnd.IntN(0x2c10-0x2001)
+		b[0], b[1] = byte(hi>>8), byte(hi)
+		for k := 2; k < 7; k++ {
+			b[k] = byte(rnd.IntN(256))
 		}
-	}
-	for range n {
-		p := nets[rnd.IntN(len(nets))]
-		b := p.Addr().As16()
-		for k := p.Bits(); k < 56; k++ {
-			if rnd.IntN(2) == 1 {
-				b[k/8] |= 1 << (7 - k%8)
-			}
+		a := netip.AddrFrom16(b)
+		if res := v6.Lookup(a); res.Found() && res.Prefix().Bits() <= 56 {
+			v6s = append(v6s, a)
 		}
-		v6s = append(v6s, netip.AddrFrom16(b))
 	}
 	return v4s, v6s
 }
