@@ -268,15 +268,16 @@ func (g *GeoRoute) scopeOf(c *client, d *decision) int {
 		// cache it for everybody.
 		return 0
 	}
-	bits := d.loc.prefix
 	if v, ok := g.scopes.widest(g, d); ok {
-		bits = v
-	} else {
-		bits = d.overrides.bound(d.lookup, bits)
+		// A merged view never crosses an override's edge or a
+		// special-purpose block (scopecut.go).
+		return c.subnet.scopeFor(v)
 	}
-	// Addresses in a special-purpose block are answered by the resolver's
-	// location, not their own: no block that holds one but not the client
-	// is uniform.
+	// The database network, cut at the same edges: a block that mixes
+	// override and other clients is not uniform, and addresses in a
+	// special-purpose block are answered by the resolver's location, not
+	// their own.
+	bits := d.overrides.bound(d.lookup, d.loc.prefix)
 	for _, p := range specialPurposeBlocks {
 		bits = cutAt(d.lookup, bits, p)
 	}

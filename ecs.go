@@ -37,60 +37,67 @@ func parseClientSubnet(r *dns.Msg) (clientSubnet, error) { return readClientSubn
 // edns0) may have edited the OPT RR after it was received, leaving its
 // RDLENGTH stale.
 func readClientSubnet(r *dns.Msg, wireLength bool) (clientSubnet, error) {
+	cs, _, err := subnetOf(r, wireLength)
+	return cs, err
+}
+
+// subnetOf is readClientSubnet that also returns the option it read, so
+// that the echo can share its ADDRESS without looking for it again.
+func subnetOf(r *dns.Msg, wireLength bool) (clientSubnet, *dns.EDNS0_SUBNET, error) {
 	var opt *dns.OPT
 	for _, rr := range r.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
 			if opt != nil {
-				return clientSubnet{}, errMalformedECS
+				return clientSubnet{}, nil, errMalformedECS
 			}
 			opt = o
 		}
 	}
 	if opt == nil {
-		return clientSubnet{}, nil
+		return clientSubnet{}, nil, nil
 	}
 	var ecs *dns.EDNS0_SUBNET
 	for _, o := range opt.Option {
 		if e, ok := o.(*dns.EDNS0_SUBNET); ok {
 			if ecs != nil {
-				return clientSubnet{}, errMalformedECS
+				return clientSubnet{}, nil, errMalformedECS
 			}
 			ecs = e
 		}
 	}
 	if ecs == nil {
-		return clientSubnet{}, nil
+		return clientSubnet{}, nil, nil
 	}
 	if ecs.SourceScope != 0 || (wireLength && !wireLengthCanonical(opt, ecs)) {
-		return clientSubnet{}, errMalformedECS
+		return clientSubnet{}, nil, errMalformedECS
 	}
 
 	cs := clientSubnet{present: true, family: ecs.Family, source: ecs.SourceNetmask}
 	addr, ok := netip.AddrFromSlice(ecs.Address)
 	if !ok {
-		return clientSubnet{}, errMalformedECS
+		return clientSubnet{}, nil, errMalformedECS
 	}
 	switch ecs.Family {
 	case 1:
 		// miekg/dns stores IPv4 as 16 bytes; the option itself is IPv4.
 		addr = addr.Unmap()
 		if !addr.Is4() || cs.source > 32 {
-			return clientSubnet{}, errMalformedECS
+			return clientSubnet{}, nil, errMalformedECS
 		}
 	case 2:
 		if !addr.Is6() || cs.source > 128 {
-			return clientSubnet{}, errMalformedECS
+			return clientSubnet{}, nil, errMalformedECS
 		}
 		cs.mapped = addr.Is4In6()
 	default:
-		return clientSubnet{}, errMalformedECS
+		return clientSubnet{}, nil, errMalformedECS
 	}
 	masked, err := addr.Prefix(int(cs.source))
 	if err != nil || masked.Addr() != addr {
-		return clientSubnet{}, errMalformedECS
+		return clientSubnet{}, nil, errMalformedECS
 	}
 	cs.address = addr
-	return cs, nil
+	return cs, ecs, nil
 }
 
 // wireLengthCanonical reports whether the OPT RR's RDLENGTH as received
@@ -166,11 +173,11 @@ func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool
 		c.ignored = hasClientSubnet(r)
 		return c, nil
 	}
-	cs, err := readClientSubnet(r, wireLength)
+	cs, opt, err := subnetOf(r, wireLength)
 	if err != nil || !cs.present {
 		return c, err
 	}
-	c.subnet, c.echoAddress = cs, echoAddress(r)
+	c.subnet, c.echoAddress = cs, echoAddress(opt)
 	if usable, scope := cs.usable(); usable {
 		c.lookup, c.byECS = cs.address.Unmap(), true
 	} else {
@@ -239,23 +246,17 @@ func (cs clientSubnet) echoInto(e *dns.EDNS0_SUBNET, address net.IP, scope int) 
 	}
 }
 
-// echoAddress is the ADDRESS of r's ECS option (valid, see
-// readClientSubnet) as the echo carries it, sharing the query's bytes: the
-// query outlives its reply, and nothing writes to them.
-func echoAddress(r *dns.Msg) net.IP {
-	for _, rr := range r.Extra {
-		if o, ok := rr.(*dns.OPT); ok {
-			for _, e := range o.Option {
-				if s, ok := e.(*dns.EDNS0_SUBNET); ok {
-					if s.Family == 1 {
-						return s.Address.To4()
-					}
-					return s.Address
-				}
-			}
-		}
+// echoAddress is the ADDRESS of a valid ECS option (see readClientSubnet)
+// as the echo carries it, sharing the query's bytes: the query outlives its
+// reply, and nothing writes to them.
+func echoAddress(ecs *dns.EDNS0_SUBNET) net.IP {
+	if ecs == nil {
+		return nil
 	}
-	return nil
+	if ecs.Family == 1 {
+		return ecs.Address.To4()
+	}
+	return ecs.Address
 }
 
 // specialPurposeBlocks are the private and unroutable networks whose ECS

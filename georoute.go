@@ -198,9 +198,10 @@ var queries = sync.Pool{New: func() any { return new(queryState) }}
 // pool.
 func (w *routingWriter) detach(q *queryState) {
 	w.q.Store(nil)
+	// The next decide resets the decision; only the records it points at
+	// are let go now.
 	clear(q.d.cands)
 	clear(q.d.kept)
-	q.d.reset(0)
 	q.g, q.ctx, q.probe = nil, nil, nil
 	q.client, q.qtype, q.wrote = client{}, 0, false
 	queries.Put(q)
