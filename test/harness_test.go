@@ -129,7 +129,22 @@ func startServer(t *testing.T, corefile string, files map[string]string) *server
 
 func (s *server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(binary, "-conf", filepath.Join(s.dir, "Corefile"))
+	bin := binary
+	if s.uid != 0 {
+		// Another user may not reach the checkout (a clone in a private
+		// temporary folder): it runs a copy in its own opened-up folder.
+		bin = filepath.Join(s.dir, "coredns")
+		if _, err := os.Stat(bin); err != nil {
+			b, err := os.ReadFile(binary)
+			if err == nil {
+				err = os.WriteFile(bin, b, 0o755)
+			}
+			if err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+	s.cmd = exec.Command(bin, "-conf", filepath.Join(s.dir, "Corefile"))
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if s.uid != 0 {
