@@ -35,12 +35,11 @@ deps:
 # The integration tests start $(BIN) and query it with dig; the benchmarks
 # and a few tests also use the real database. The black-box tests (./test/)
 # drive bin/coredns from outside: the race detector has nothing of
-# georoute's to watch there and would only slow their checker. They mostly
-# wait on servers, so eight run at once (go test's default is one a core).
+# georoute's to watch there and would only slow their checker.
 test: deps $(BIN) $(REALDB)
 	$(GO) vet ./...
 	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v '/test$$')
-	$(GO) test -count=1 -parallel 8 ./test/
+	$(GO) test -count=1 ./test/
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
 
 testdb:

@@ -21,7 +21,18 @@ func hostileServer(t *testing.T, uid uint32) (s *server, dbPath string, load *qu
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = newServer(t, swapCorefile, nil)
+	corefile, files := swapCorefile, map[string]string(nil)
+	if uid != 0 {
+		// Another user may not reach the checkout's testdata: the zone
+		// goes beside the Corefile.
+		zone, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "example.org.zone"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		corefile = strings.Replace(corefile, "file {testdata}/example.org.zone", "file example.org.zone", 1)
+		files = map[string]string{"example.org.zone": string(zone)}
+	}
+	s = newServer(t, corefile, files)
 	s.uid = uid
 	dbPath = filepath.Join(s.dir, "geo.mmdb")
 	if err := os.WriteFile(dbPath, original, 0o644); err != nil {
