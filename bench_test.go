@@ -14,6 +14,7 @@ import (
 	"github.com/coredns/coredns/plugin/cache"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
+	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // The benchmarks of the query path. Figures go in plugin.md's Performance
@@ -344,4 +345,55 @@ func benchCache(next plugin.Handler) plugin.Handler {
 	c.Zones = []string{"."}
 	c.Next = next
 	return c
+}
+
+// benchSpreadClients are n client /24s spread over DB-IP's IPv4 space the
+// way `make bench`'s spread scenario draws them (internal/benchdb): the
+// first /24 of every k-th network of /24 or wider.
+func benchSpreadClients(b *testing.B, n int) []netip.Prefix {
+	b.Helper()
+	benchNeedDB(b, benchRealDB)
+	r, err := maxminddb.Open(benchRealDB[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	var wide []netip.Prefix
+	for res := range r.Networks() {
+		if p := res.Prefix(); p.Addr().Is4() && p.Bits() <= 24 {
+			wide = append(wide, netip.PrefixFrom(p.Addr(), 24))
+		}
+	}
+	k := max(len(wide)/n, 1)
+	var out []netip.Prefix
+	for i := 0; i < len(wide) && len(out) < n; i += k {
+		out = append(out, wide[i])
+	}
+	return out
+}
+
+// BenchmarkServeDNSSpread is BenchmarkServeDNS on DB-IP with 5 pops, each
+// query from the next of 50,000 client /24s (make bench's spread
+// scenario), with the merged SCOPE view ready as on a running server:
+// what a query costs when the clients do not repeat.
+func BenchmarkServeDNSSpread(b *testing.B) {
+	clients := benchSpreadClients(b, 50_000)
+	g, _ := benchSetup(b, 5, benchRealDB)
+	queries := make([]*dns.Msg, len(clients))
+	for i, p := range clients {
+		queries[i] = ecsTestQuery(b, "www.example.org.", dns.TypeA, p.String())
+	}
+	g.scopes.start(g)
+	b.Cleanup(g.scopes.halt)
+	scopeBenchAwaitView(b, g, queries[0])
+	w := newBenchWriter()
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		g.ServeDNS(ctx, w, queries[i])
+		if i++; i == len(queries) {
+			i = 0
+		}
+	}
 }

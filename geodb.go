@@ -45,7 +45,7 @@ type geoDB struct {
 	// in an older generation (subnets, answerCache) is stale.
 	gen atomic.Uint64
 	// subnets caches the location of IPv4 /24s (see locate).
-	subnets [1 << subnetCacheBits]atomic.Pointer[subnetPlace]
+	subnets subnetCache
 }
 
 // clientLocation is where the database puts an address.
@@ -83,39 +83,24 @@ func newGeoDB(paths []string) (*geoDB, error) {
 // locate finds addr's coordinates. An IPv4 address (IPv4-mapped IPv6
 // included) is looked up in the files that hold IPv4 networks, an IPv6 one in
 // IPv6 files, in declaration order; the first file with coordinates wins.
+// An IPv4 address's /24 is remembered (subnetcache.go).
 func (db *geoDB) locate(addr netip.Addr) clientLocation {
 	addr = addr.Unmap()
 	if !addr.Is4() {
-		return db.lookup(addr)
+		loc, _ := db.lookup(addr)
+		return loc
 	}
-	// Resolvers send IPv4 ECS as /24s: remember where each /24 stands, so
-	// that a repeat skips walking the database's tree (two dozen cache
-	// misses in a large file). Only a /24 that lies inside one network of
-	// every file consulted is remembered: every address in it gets the same
-	// result, SCOPE included. The generation ties an entry to the database
-	// files it was looked up in.
 	a4 := addr.As4()
 	net24 := uint32(a4[0])<<16 | uint32(a4[1])<<8 | uint32(a4[2])
-	slot := &db.subnets[(net24*0x9E3779B1)>>(32-subnetCacheBits)]
 	gen := db.gen.Load()
-	if e := slot.Load(); e != nil && e.net24 == net24 && e.gen == gen {
-		return e.loc
+	if p, prefix, ok := db.subnets.get(net24, gen); ok {
+		return clientLocation{at: p.at, lat: p.lat, lon: p.lon, located: p.located, prefix: prefix}
 	}
-	loc := db.lookup(addr)
+	loc, p := db.lookup(addr)
 	if loc.prefix <= 24 {
-		slot.Store(&subnetPlace{net24: net24, gen: gen, loc: loc})
+		db.subnets.put(net24, gen, loc.prefix, p)
 	}
 	return loc
-}
-
-// subnetCacheBits sizes the /24 cache: 2^16 slots of one pointer.
-const subnetCacheBits = 16
-
-// subnetPlace is where the database puts every address of one IPv4 /24.
-type subnetPlace struct {
-	net24 uint32
-	gen   uint64
-	loc   clientLocation
 }
 
 // lookupResult is one file's answer for an address.
@@ -136,9 +121,11 @@ func (db *geoDB) each(addr netip.Addr, visit func(src *geoSource, f *geoFile, re
 }
 
 // lookup finds addr in the database files: the first file with coordinates
-// for it wins.
-func (db *geoDB) lookup(addr netip.Addr) clientLocation {
+// for it wins. It also returns the place of that file's record, or
+// unlocatedPlace.
+func (db *geoDB) lookup(addr netip.Addr) (clientLocation, *place) {
 	var loc clientLocation
+	found := &unlocatedPlace
 	db.each(addr, func(_ *geoSource, f *geoFile, res lookupResult) bool {
 		if res.Err() != nil {
 			return true
@@ -158,10 +145,14 @@ func (db *geoDB) lookup(addr netip.Addr) clientLocation {
 			return true
 		}
 		loc.lat, loc.lon, loc.at, loc.located = p.lat, p.lon, p.at, true
+		found = p
 		return false
 	})
-	return loc
+	return loc, found
 }
+
+// unlocatedPlace stands for every address no file has coordinates for.
+var unlocatedPlace place
 
 // placeCacheSize is the number of slots of a file's place cache: a power of
 // two, large enough that the networks of a busy server's clients rarely

@@ -14,6 +14,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 	"github.com/miekg/dns"
+	ot "github.com/opentracing/opentracing-go"
 )
 
 const pluginName = "georoute"
@@ -145,7 +146,7 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		// no part of the explanation.
 		ctx = context.WithValue(ctx, explainProbeKey{}, (*explainProbe)(nil))
 	}
-	rcode, err := plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
+	rcode, err := g.next(ctx, rw, r)
 	if c.subnet.present && !plugin.ClientWrite(rcode) && !q.wrote {
 		// The server would write this error reply itself, past georoute and
 		// without the ECS option; write it here so that it carries the echo.
@@ -155,6 +156,18 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeSuccess, err
 	}
 	return rcode, err
+}
+
+// next passes a query that georoute may route down the chain. CoreDNS's
+// NextOrFailure wraps the writer in one that tells a writer tracking
+// plugins (the prometheus Recorder) which plugin wrote the reply; rw tracks
+// none, so that wrapper, allocated per query, would record nothing. It is
+// kept where NextOrFailure does more: a trace span, or no next plugin.
+func (g *GeoRoute) next(ctx context.Context, rw *routingWriter, r *dns.Msg) (int, error) {
+	if g.Next == nil || ot.SpanFromContext(ctx) != nil {
+		return plugin.NextOrFailure(g.Name(), g.Next, ctx, rw, r)
+	}
+	return g.Next.ServeDNS(ctx, rw, r)
 }
 
 var (

@@ -8,6 +8,12 @@ import "net/netip"
 // binary search without allocating.
 type scopeView struct {
 	family int
+	// first[h] is the index of the first block that starts at or after
+	// the /16 h (IPv4) or the 16-bit top h (IPv6): a lookup searches only
+	// the blocks that start in its own /16, a few cache lines, rather than
+	// the whole table (megabytes with DB-IP, a cache miss per step for
+	// clients that do not repeat).
+	first []uint32
 	// start4 (IPv4) or hi/lo (IPv6) are the blocks' first addresses.
 	start4 []uint32
 	hi, lo []uint64
@@ -24,6 +30,8 @@ func newScopeView(family int, blocks []scopeBlock, classes [][]int) *scopeView {
 	} else {
 		v.hi, v.lo = make([]uint64, len(blocks)), make([]uint64, len(blocks))
 	}
+	v.first = make([]uint32, 1<<16+1)
+	next := 0 // the first /16 whose first block is not known yet
 	for i, b := range blocks {
 		v.bits[i], v.class[i] = b.bits, b.class
 		if family == 4 {
@@ -31,6 +39,12 @@ func newScopeView(family int, blocks []scopeBlock, classes [][]int) *scopeView {
 		} else {
 			v.hi[i], v.lo[i] = b.start.hi, b.start.lo
 		}
+		for top := int(b.start.hi >> 48); next <= top; next++ {
+			v.first[next] = uint32(i)
+		}
+	}
+	for ; next <= 1<<16; next++ {
+		v.first[next] = uint32(len(blocks))
 	}
 	return v
 }
@@ -40,7 +54,7 @@ func (v *scopeView) blocks() int { return len(v.bits) }
 
 // bytes is the memory the view's tables take.
 func (v *scopeView) bytes() int {
-	return 4*len(v.start4) + 8*len(v.hi) + 8*len(v.lo) + len(v.bits) + 4*len(v.class)
+	return 4*len(v.first) + 4*len(v.start4) + 8*len(v.hi) + 8*len(v.lo) + len(v.bits) + 4*len(v.class)
 }
 
 // lookup returns the block that holds addr (in the view's family: an
@@ -51,8 +65,10 @@ func (v *scopeView) lookup(addr netip.Addr) (bits int, class uint32, ok bool) {
 		return 0, 0, false
 	}
 	x := u128Of(addr)
-	// i is the number of blocks that start at or before addr.
-	i, j := 0, len(v.bits)
+	// i is the number of blocks that start at or before addr: every block
+	// before first[top] does, none from first[top+1] on.
+	top := x.hi >> 48
+	i, j := int(v.first[top]), int(v.first[top+1])
 	if v.family == 4 {
 		a := uint32(x.hi >> 32)
 		for i < j {
