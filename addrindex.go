@@ -43,10 +43,25 @@ func (ix *addrIndex) find(addr netip.Addr) *popAddress {
 	}
 }
 
-// addrHash mixes the 128 bits of an address into a table index.
+// addrHash mixes an address into a table index (the low bits are used):
+// every bit of the address reaches every bit of the index, so that pops
+// numbered in order (addresses that differ in a few low bits) spread over
+// the table. Most answers are IPv4: their 32 bits take one round.
 func addrHash(a netip.Addr) uint64 {
+	if a.Is4() {
+		b := a.As4()
+		return mix64(uint64(binary.BigEndian.Uint32(b[:])))
+	}
 	b := a.As16()
 	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	h := (hi ^ lo*0x9E3779B97F4A7C15) * 0xBF58476D1CE4E5B9
-	return h ^ h>>31
+	return mix64(mix64(hi) ^ lo)
+}
+
+// mix64 is MurmurHash3's 64-bit finalizer.
+func mix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
 }

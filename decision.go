@@ -278,8 +278,10 @@ func (g *GeoRoute) scopeOf(c *client, d *decision) int {
 	// special-purpose block are answered by the resolver's location, not
 	// their own.
 	bits := d.overrides.bound(d.lookup, d.loc.prefix)
-	for _, p := range specialPurposeBlocks {
-		bits = cutAt(d.lookup, bits, p)
+	if bits < longestSpecialPurpose(d.lookup) {
+		for _, p := range specialPurposeBlocks {
+			bits = cutAt(d.lookup, bits, p)
+		}
 	}
 	return c.subnet.scopeFor(bits)
 }

@@ -276,6 +276,28 @@ var specialPurposeBlocks = []netip.Prefix{
 	netip.MustParsePrefix("fe80::/10"),
 }
 
+// longestSpecialPurpose is the longest prefix of a special-purpose block
+// of addr's family: a block at least that long cannot straddle one, so
+// cutting it at them changes nothing.
+func longestSpecialPurpose(addr netip.Addr) int {
+	if addr.Is4() {
+		return longestSpecial[0]
+	}
+	return longestSpecial[1]
+}
+
+// longestSpecial is longestSpecialPurpose for IPv4 and IPv6.
+var longestSpecial = func() (l [2]int) {
+	for _, p := range specialPurposeBlocks {
+		f := 1
+		if p.Addr().Is4() {
+			f = 0
+		}
+		l[f] = max(l[f], p.Bits())
+	}
+	return l
+}()
+
 // specialPurpose returns the prefix length of the special-purpose block that
 // holds addr, if any.
 func specialPurpose(addr netip.Addr) (int, bool) {

@@ -109,7 +109,11 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		w.WriteMsg(formErr(r))
 		return dns.RcodeSuccess, nil
 	}
-	probe := probeOf(ctx)
+	// Only this block's explain queries carry a probe, and only with debug.
+	var probe *explainProbe
+	if len(g.debug) > 0 {
+		probe = probeOf(ctx)
+	}
 	if probe == nil {
 		countClient(&c)
 	}

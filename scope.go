@@ -20,7 +20,12 @@ type scopeViews struct {
 	// want carries the requests of queries to the builder; nil until start
 	// (a query then asks nobody).
 	want atomic.Pointer[chan scopeKey]
-	stop context.CancelFunc
+	// recent is, per family, the first view a query found in the table in
+	// service: nearly every query of a block is in one answer state, and
+	// comparing its key is cheaper than hashing it. It is set again only
+	// when the table changes, so queries in other states never write it.
+	recent [2]atomic.Pointer[scopeRecent]
+	stop   context.CancelFunc
 	done chan struct{}
 }
 
@@ -40,6 +45,13 @@ type scopeKey struct {
 	gen      uint64
 	rules    *overrideTable
 	eligible [scopeMaxPops / 64]uint64
+}
+
+// scopeRecent is a view found in the table views.
+type scopeRecent struct {
+	views *map[scopeKey]*scopeEntry
+	key   scopeKey
+	entry *scopeEntry
 }
 
 // scopeEntry is a built view; used is set by queries and cleared by each
@@ -70,12 +82,16 @@ func (s *scopeViews) widest(g *GeoRoute, d *decision) (bits int, ok bool) {
 		// Unlocated clients and anonymous sites keep the database SCOPE.
 		return 0, false
 	}
+	m := s.views.Load()
+	if m == nil && s.want.Load() == nil {
+		return 0, false // no builder (tests, or too many pops)
+	}
 	k, ok := scopeKeyOf(g, d)
 	if !ok {
 		return 0, false
 	}
-	if m := s.views.Load(); m != nil {
-		if e := (*m)[k]; e != nil {
+	if m != nil {
+		if e := s.find(m, k); e != nil {
 			if !e.used.Load() {
 				e.used.Store(true)
 			}
@@ -95,6 +111,23 @@ func (s *scopeViews) widest(g *GeoRoute, d *decision) (bits int, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// find returns the view of k in m, nil if there is none.
+func (s *scopeViews) find(m *map[scopeKey]*scopeEntry, k scopeKey) *scopeEntry {
+	slot := &s.recent[0]
+	if k.family == 6 {
+		slot = &s.recent[1]
+	}
+	r := slot.Load()
+	if r != nil && r.views == m && r.key == k {
+		return r.entry
+	}
+	e := (*m)[k]
+	if e != nil && (r == nil || r.views != m) {
+		slot.Store(&scopeRecent{views: m, key: k, entry: e})
+	}
+	return e
 }
 
 // scopeKeyOf is the key of d's view; false when the answer holds an
