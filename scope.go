@@ -26,7 +26,7 @@ type scopeViews struct {
 	// when the table changes, so queries in other states never write it.
 	recent [2]atomic.Pointer[scopeRecent]
 	stop   context.CancelFunc
-	done chan struct{}
+	done   chan struct{}
 }
 
 // scopeMaxPops bounds the pops a view key can name; a block with more pops
