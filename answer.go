@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -36,19 +37,23 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 		return false
 	}
 	d.outcome = outcomeNoRecords
+	d.cands = slices.Grow(d.cands, len(res.Answer))
+	sig := false
 	for i, rr := range res.Answer {
 		t := isTarget(rr, d.qtype, d.owner)
 		d.target = append(d.target, t)
 		if t {
-			d.cands = append(d.cands, candidate{})
+			d.cands = d.cands[:len(d.cands)+1]
 			g.fillCandidate(&d.cands[len(d.cands)-1], rr, i)
+		} else {
+			sig = sig || covers(rr, d.qtype, d.owner)
 		}
 	}
 	if len(d.cands) == 0 {
 		return false
 	}
 	d.outcome = outcomeRouted
-	if signed(res.Answer, d.qtype, d.owner) {
+	if sig {
 		d.outcome = outcomeSigned
 	}
 	return true
@@ -62,18 +67,16 @@ func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
 	return c
 }
 
-// fillCandidate is candidate, written in place: every record of a large
-// answer passes here.
+// fillCandidate is candidate, written in place (every field: c may hold
+// an earlier query's): every record of a large answer passes here.
 func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, i int) {
-	c.rr, c.addr = rr, addrOf(rr)
-	if pa := g.popAddress(c.addr); pa != nil {
-		c.pop, c.pa, c.site, c.at, c.located = pa.pop, pa, pa.pop.rank, pa.pop.at, true
+	addr := addrOf(rr)
+	if pa := g.popAddress(addr); pa != nil {
+		*c = candidate{rr: rr, addr: addr, site: pa.pop.rank, pop: pa.pop, pa: pa, at: pa.pop.at, located: true}
 		return
 	}
-	c.site = len(g.pops) + i
-	if loc := g.db.locate(c.addr); loc.located {
-		c.at, c.located = loc.at, true
-	}
+	loc := g.db.locate(addr)
+	*c = candidate{rr: rr, addr: addr, site: len(g.pops) + i, at: loc.at, located: loc.located}
 }
 
 // popAddress returns the pop address addr, nil when no pop claims it.
@@ -136,15 +139,11 @@ func isTarget(rr dns.RR, qtype uint16, owner string) bool {
 	return h.Rrtype == qtype && (h.Name == owner || strings.EqualFold(h.Name, owner))
 }
 
-// signed reports whether an RRSIG in answer covers the RRset: cutting it
+// covers reports whether rr is an RRSIG over the RRset: cutting the RRset
 // would break the signature.
-func signed(answer []dns.RR, qtype uint16, owner string) bool {
-	for _, rr := range answer {
-		if s, ok := rr.(*dns.RRSIG); ok && s.TypeCovered == qtype && strings.EqualFold(s.Hdr.Name, owner) {
-			return true
-		}
-	}
-	return false
+func covers(rr dns.RR, qtype uint16, owner string) bool {
+	s, ok := rr.(*dns.RRSIG)
+	return ok && s.TypeCovered == qtype && strings.EqualFold(s.Hdr.Name, owner)
 }
 
 // addrOf returns the address of an A or AAAA record.

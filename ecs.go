@@ -168,14 +168,21 @@ type client struct {
 // otherwise it is ignored like any unknown option. Without wireLength the
 // ADDRESS length is trusted (see readClientSubnet).
 func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) (client, error) {
-	c := client{qname: r.Question[0].Name, remote: remote, lookup: remote}
+	var c client
+	err := readClientInto(&c, r, remote, policy, wireLength)
+	return c, err
+}
+
+// readClientInto is readClient into c, which must be the zero client.
+func readClientInto(c *client, r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) error {
+	c.qname, c.remote, c.lookup = r.Question[0].Name, remote, remote
 	if !policy.honours(remote) {
 		c.ignored = hasClientSubnet(r)
-		return c, nil
+		return nil
 	}
 	cs, opt, err := subnetOf(r, wireLength)
 	if err != nil || !cs.present {
-		return c, err
+		return err
 	}
 	c.subnet, c.echoAddress = cs, echoAddress(opt)
 	if usable, scope := cs.usable(); usable {
@@ -183,7 +190,7 @@ func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool
 	} else {
 		c.unusedScope = scope
 	}
-	return c, nil
+	return nil
 }
 
 // usable reports whether the ECS address itself locates the client. When it

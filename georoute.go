@@ -103,8 +103,12 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if len(r.Question) == 0 {
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
-	c, err := readClient(r, remoteAddr(w), g.ecs, !g.opaqueOPT)
-	if err != nil {
+	// The client is read straight into the query's pooled state: it is
+	// copied nowhere on the way.
+	q := queries.Get().(*queryState)
+	c := &q.client
+	if err := readClientInto(c, r, remoteAddr(w), g.ecs, !g.opaqueOPT); err != nil {
+		q.release()
 		ecsFormerr.Inc()
 		w.WriteMsg(formErr(r))
 		return dns.RcodeSuccess, nil
@@ -115,7 +119,7 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		probe = probeOf(ctx)
 	}
 	if probe == nil {
-		countClient(&c)
+		countClient(c)
 	}
 
 	qt := r.Question[0]
@@ -125,15 +129,16 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	explain := probe == nil && g.isExplainQuery(qt, c.remote)
 	refuse := g.refuseChaos && qt.Qclass != dns.ClassINET && !explain
 	if !routable && !c.subnet.present && !explain && !refuse {
+		q.release()
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
 	if explain {
-		return g.explain(ctx, w, r, &c)
+		defer q.release()
+		return g.explain(ctx, w, r, c)
 	}
 
 	rw := &routingWriter{ResponseWriter: w}
-	q := queries.Get().(*queryState)
-	q.g, q.ctx, q.client, q.probe = g, ctx, c, probe
+	q.g, q.ctx, q.probe = g, ctx, probe
 	if routable {
 		q.qtype = qt.Qtype
 	}
@@ -215,8 +220,12 @@ var queries = sync.Pool{New: func() any { return new(queryState) }}
 // pool.
 func (w *routingWriter) detach(q *queryState) {
 	w.q.Store(nil)
-	// The next decide resets the decision; only the records it points at
-	// are let go now.
+	q.release()
+}
+
+// release puts q back in the pool. The next decide resets the decision;
+// only the records it points at are let go now.
+func (q *queryState) release() {
 	clear(q.d.cands)
 	clear(q.d.kept)
 	q.g, q.ctx, q.probe = nil, nil, nil

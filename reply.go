@@ -49,6 +49,14 @@ type tailoredReply[R dns.A | dns.AAAA] struct {
 // the answer (CNAMEs, other records) keeps its order.
 func (t *tailoredReply[R]) answer(answer []dns.RR, d *decision, ttl uint32) []dns.RR {
 	out := t.answerBuf[:0]
+	if len(d.cands) == len(answer) {
+		// The whole answer is the RRset: no record of another kind to keep
+		// in its place.
+		for _, k := range d.kept {
+			out = append(out, t.capTTL(k, ttl))
+		}
+		return out
+	}
 	inserted := false
 	for i, rr := range answer {
 		if !d.target[i] {
