@@ -2,6 +2,7 @@ package georoute
 
 import (
 	"context"
+	"math"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,8 @@ type clientLocation struct {
 	// (the matching network, or the no-match block), in the address's own
 	// family: 0..32 for IPv4, 0..128 for IPv6. It becomes the ECS SCOPE.
 	prefix int
+	// place is the database record's, when located.
+	place *place
 }
 
 // covers reports whether f can hold addr: an IPv4-only file holds no IPv6
@@ -94,7 +97,7 @@ func (db *geoDB) locate(addr netip.Addr) clientLocation {
 	net24 := uint32(a4[0])<<16 | uint32(a4[1])<<8 | uint32(a4[2])
 	gen := db.gen.Load()
 	if p, prefix, ok := db.subnets.get(net24, gen); ok {
-		return clientLocation{at: p.at, lat: p.lat, lon: p.lon, located: p.located, prefix: prefix}
+		return clientLocation{at: p.at, lat: p.lat, lon: p.lon, located: p.located, prefix: prefix, place: p}
 	}
 	loc, p := db.lookup(addr)
 	if loc.prefix <= 24 {
@@ -144,7 +147,7 @@ func (db *geoDB) lookup(addr netip.Addr) (clientLocation, *place) {
 		if !p.located {
 			return true
 		}
-		loc.lat, loc.lon, loc.at, loc.located = p.lat, p.lon, p.at, true
+		loc.lat, loc.lon, loc.at, loc.located, loc.place = p.lat, p.lon, p.at, true, p
 		found = p
 		return false
 	})
@@ -174,6 +177,24 @@ type place struct {
 	lat, lon float64
 	at       point
 	located  bool
+	// near remembers the distance to the pop its clients were last sent
+	// to, for the distance_km histogram: the rank + 1 of the pop in the
+	// high 32 bits, the kilometres as a float32 in the low ones. The pops
+	// of a block never change, and each block has its own places.
+	near atomic.Uint64
+}
+
+// kmTo is the distance from pl to p in kilometres, to float32 precision
+// (a metre at the antipodes): computed once per place and pop rather than
+// with an arcsine at every query.
+func (pl *place) kmTo(p *pop) float64 {
+	key := uint64(p.rank+1) << 32
+	if v := pl.near.Load(); v&^0xffffffff == key {
+		return float64(math.Float32frombits(uint32(v)))
+	}
+	km := math.Float32bits(float32(distanceKm(pl.at, p.at)))
+	pl.near.Store(key | uint64(km))
+	return float64(math.Float32frombits(km))
 }
 
 // get returns the location of the record res found.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	stdlog "log"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -598,6 +599,22 @@ func TestBuildTimeGaugeIsKeyedByPath(t *testing.T) {
 		}
 		if got := m.GetGauge().GetValue(); got != want {
 			t.Errorf("db_build_timestamp_seconds{file=%q} = %v; want %v", paths[i], got, want)
+		}
+	}
+}
+
+// A place remembers the distance to one pop at a time; asked for another,
+// it gives that one's, never the remembered one's.
+func TestPlaceRemembersDistanceToOnePop(t *testing.T) {
+	pl := &place{at: pointAt(48.8566, 2.3522), located: true} // Paris
+	lhr := &pop{rank: 0, at: pointAt(51.4700, -0.4543)}
+	nrt := &pop{rank: 1, at: pointAt(35.7720, 140.3929)}
+	for range 2 {
+		for _, p := range []*pop{lhr, lhr, nrt, lhr} {
+			want := distanceKm(pl.at, p.at)
+			if got := pl.kmTo(p); math.Abs(got-want) > 1e-3 {
+				t.Fatalf("kmTo(rank %d) = %v; want %v", p.rank, got, want)
+			}
 		}
 	}
 }

@@ -110,8 +110,17 @@ func (g *GeoRoute) count(ctx context.Context, d *decision) {
 		s.failOpen.Inc()
 	}
 	if d.loc.located && d.chose {
-		s.distance.Observe(distanceKm(d.loc.at, d.nearestAt))
+		s.distance.Observe(d.nearestKm())
 	}
+}
+
+// nearestKm is the distance from a located client to the first chosen
+// site.
+func (d *decision) nearestKm() float64 {
+	if d.nearest != nil && d.loc.place != nil {
+		return d.loc.place.kmTo(d.nearest)
+	}
+	return distanceKm(d.loc.at, d.nearestAt)
 }
 
 // requestSources are the values of requests_total's source label.
