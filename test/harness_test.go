@@ -30,6 +30,9 @@ var repoRoot = func() string {
 // binary is the CoreDNS under test.
 var binary = filepath.Join(repoRoot, "bin", "coredns")
 
+// binaryForOthers is TestMain's copy of binary that every user can run.
+var binaryForOthers string
+
 // server is one running bin/coredns.
 type server struct {
 	t       *testing.T
@@ -132,17 +135,8 @@ func (s *server) start() {
 	bin := binary
 	if s.uid != 0 {
 		// Another user may not reach the checkout (a clone in a private
-		// temporary folder): it runs a copy in its own opened-up folder.
-		bin = filepath.Join(s.dir, "coredns")
-		if _, err := os.Stat(bin); err != nil {
-			b, err := os.ReadFile(binary)
-			if err == nil {
-				err = os.WriteFile(bin, b, 0o755)
-			}
-			if err != nil {
-				s.t.Fatal(err)
-			}
-		}
+		// temporary folder): it runs TestMain's copy.
+		bin = binaryForOthers
 	}
 	s.cmd = exec.Command(bin, "-conf", filepath.Join(s.dir, "Corefile"))
 	s.cmd.Dir = s.dir
