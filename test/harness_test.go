@@ -66,10 +66,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP.
+// givenPorts are the ports freePort handed out in this run. The kernel
+// hands a closed port out again soon (a few in every 300 of its picks), and
+// CoreDNS binds with SO_REUSEPORT: a second server given a port whose first
+// is still loading its database binds it too, without an error, and the
+// kernel then shares the queries between the two. No port is given twice.
+var givenPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
+// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP,
+// and that no other server of this run was given.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
+	for range 200 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -77,8 +88,15 @@ func freePort(t *testing.T) int {
 		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
-		if err == nil {
-			u.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		givenPorts.Lock()
+		given := givenPorts.m[port]
+		givenPorts.m[port] = true
+		givenPorts.Unlock()
+		if !given {
 			return port
 		}
 	}

@@ -317,12 +317,8 @@ func healthTCPServer(t *testing.T) string {
 
 func TestHealthTCPCheckOfClosedPortIsDownAtStartup(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	// A port no server of this run is given: nothing listens there.
+	closedAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	checks := map[string]string{
 		"lhr": "tcp://" + closedAddr,
 		"nyc": "tcp://" + healthTCPServer(t),

@@ -262,8 +262,8 @@ func (c *scopeChecker) check(client netip.Addr, source int, r reply) int {
 	// dig prints CLIENT-SUBNET as ADDRESS/SOURCE/SCOPE.
 	f := strings.Split(r.ecs, "/")
 	scope, err := strconv.Atoi(f[len(f)-1])
-	if r.status != "NOERROR" || len(f) != 3 || err != nil {
-		c.t.Fatalf("%s/%d: %s, CLIENT-SUBNET %q; expected NOERROR with SCOPE:\n%s", client, source, r.status, r.ecs, r.raw)
+	if r.status != "NOERROR" || len(f) != 3 || err != nil || want == "" {
+		c.t.Fatalf("%s/%d: %s, CLIENT-SUBNET %q, answer %q; expected NOERROR with an address and SCOPE:\n%s", client, source, r.status, r.ecs, want, r.raw)
 	}
 	block := netip.PrefixFrom(client, scope).Masked()
 	if why := c.nonUniform(block, want); why != "" {
@@ -331,7 +331,9 @@ func TestScopeWidestUniformBlocks(t *testing.T) {
 			t.Fatalf("%s is missing: run `make realdb` (make test does)", p)
 		}
 	}
-	target := &scopeTarget{addr: "127.0.0.1:0"}
+	// A port of its own: no other server may take it while the target is
+	// stopped.
+	target := &scopeTarget{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	target.up(t)
 	var pops, zone strings.Builder
 	for _, p := range scopePops {

@@ -73,26 +73,13 @@ func startSteerServer(t *testing.T, state, extra string, files map[string]string
 }
 
 // newServerWithAdmin prepares a server whose Corefile has {admin} (and
-// {health}) placeholders, filled with loopback addresses on ports that
-// differ from the server's others: freePort alone may hand out one port
-// twice, since it closes what it found.
+// {health}) placeholders, filled with loopback addresses on ports of their
+// own.
 func newServerWithAdmin(t *testing.T, corefile string, files map[string]string) (*server, string) {
 	t.Helper()
 	s := newServer(t, corefile, files)
-	taken := map[string]bool{strconv.Itoa(s.port): true}
-	for _, u := range []string{s.metrics, s.ready} {
-		taken[u[strings.LastIndex(u, ":")+1:strings.LastIndex(u, "/")]] = true
-	}
-	pick := func() string {
-		for {
-			p := strconv.Itoa(freePort(t))
-			if !taken[p] {
-				taken[p] = true
-				return "127.0.0.1:" + p
-			}
-		}
-	}
-	admin, health := pick(), pick()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	path := filepath.Join(s.dir, "Corefile")
 	b, err := os.ReadFile(path)
 	if err != nil {
