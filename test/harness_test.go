@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -66,26 +67,50 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// givenPorts are the ports freePort handed out in this run. The kernel
-// hands a closed port out again soon (a few in every 300 of its picks), and
-// CoreDNS binds with SO_REUSEPORT: a second server given a port whose first
-// is still loading its database binds it too, without an error, and the
-// kernel then shares the queries between the two. No port is given twice.
+// givenPorts are the ports freePort handed out in this run: none is given
+// twice. CoreDNS binds with SO_REUSEPORT, so a second server given a port
+// whose first is still loading its database binds it too, without an
+// error, and the kernel then shares the queries between the two.
 var givenPorts = struct {
 	sync.Mutex
 	m map[int]bool
 }{m: map[int]bool{}}
 
+// serverPorts returns the range freePort draws from: ports below the
+// kernel's ephemeral range, which it never picks for a client's socket.
+// dig binds its source port with SO_REUSEPORT, as CoreDNS binds its own, so
+// an ephemeral pick may be the very port of the server dig asks: dig then
+// reads its own query as the reply (NOERROR, no answer, no qr flag). Nor
+// does the kernel give these ports to another bind(":0"), which soon
+// hands a closed port out again (a few in every 300 picks). Without room
+// below the ephemeral range, ports come from bind(":0").
+func serverPorts() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	var first, last int
+	if err == nil {
+		_, err = fmt.Sscan(string(b), &first, &last)
+	}
+	if err != nil || first-10000 < 2000 {
+		return 0, 0
+	}
+	return 10000, first
+}
+
 // freePort returns a port that is free on 127.0.0.1 for both UDP and TCP,
 // and that no other server of this run was given.
 func freePort(t *testing.T) int {
 	t.Helper()
+	lo, hi := serverPorts()
 	for range 200 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
 		if err != nil {
@@ -211,20 +236,40 @@ func (s *server) waitUp(useReady bool) {
 			s.t.Fatalf("coredns exited during start-up:\n%s", s.out.String())
 		default:
 		}
-		if useReady {
-			if resp, err := http.Get(s.ready); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return
-				}
-			}
-		} else if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond); err == nil {
-			c.Close()
+		if s.up(useReady) && s.startupLogged() {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("coredns did not come up within 15s:\n%s", s.out.String())
+}
+
+// up says whether the server answers: /ready says 200, or the DNS port
+// takes a connection.
+func (s *server) up(useReady bool) bool {
+	if useReady {
+		resp, err := http.Get(s.ready)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// startupLogged says whether the server's output holds everything it logs
+// at start-up. CoreDNS prints its version once every server of the
+// Corefile is listening, after every plugin's start-up: the output comes
+// through a pipe, and on a busy machine /ready may say 200 before the lines
+// logged before it are read.
+func (s *server) startupLogged() bool {
+	return strings.Contains(s.out.String(), "\nCoreDNS-")
 }
 
 // waitExit waits for a server that is expected to refuse to start and
