@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +30,9 @@ var repoRoot = func() string {
 
 // binary is the CoreDNS under test.
 var binary = filepath.Join(repoRoot, "bin", "coredns")
+
+// binaryForOthers is TestMain's copy of binary that every user can run.
+var binaryForOthers string
 
 // server is one running bin/coredns.
 type server struct {
@@ -63,19 +67,61 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP.
+// givenPorts are the ports freePort handed out in this run: none is given
+// twice. CoreDNS binds with SO_REUSEPORT, so a second server given a port
+// whose first is still loading its database binds it too, without an
+// error, and the kernel then shares the queries between the two.
+var givenPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
+// serverPorts returns the range freePort draws from: ports below the
+// kernel's ephemeral range, which it never picks for a client's socket.
+// dig binds its source port with SO_REUSEPORT, as CoreDNS binds its own, so
+// an ephemeral pick may be the very port of the server dig asks: dig then
+// reads its own query as the reply (NOERROR, no answer, no qr flag). Nor
+// does the kernel give these ports to another bind(":0"), which soon
+// hands a closed port out again (a few in every 300 picks). Without room
+// below the ephemeral range, ports come from bind(":0").
+func serverPorts() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	var first, last int
+	if err == nil {
+		_, err = fmt.Sscan(string(b), &first, &last)
+	}
+	if err != nil || first-10000 < 2000 {
+		return 0, 0
+	}
+	return 10000, first
+}
+
+// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP,
+// and that no other server of this run was given.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	lo, hi := serverPorts()
+	for range 200 {
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
-		if err == nil {
-			u.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		givenPorts.Lock()
+		given := givenPorts.m[port]
+		givenPorts.m[port] = true
+		givenPorts.Unlock()
+		if !given {
 			return port
 		}
 	}
@@ -132,17 +178,8 @@ func (s *server) start() {
 	bin := binary
 	if s.uid != 0 {
 		// Another user may not reach the checkout (a clone in a private
-		// temporary folder): it runs a copy in its own opened-up folder.
-		bin = filepath.Join(s.dir, "coredns")
-		if _, err := os.Stat(bin); err != nil {
-			b, err := os.ReadFile(binary)
-			if err == nil {
-				err = os.WriteFile(bin, b, 0o755)
-			}
-			if err != nil {
-				s.t.Fatal(err)
-			}
-		}
+		// temporary folder): it runs TestMain's copy.
+		bin = binaryForOthers
 	}
 	s.cmd = exec.Command(bin, "-conf", filepath.Join(s.dir, "Corefile"))
 	s.cmd.Dir = s.dir
@@ -199,20 +236,40 @@ func (s *server) waitUp(useReady bool) {
 			s.t.Fatalf("coredns exited during start-up:\n%s", s.out.String())
 		default:
 		}
-		if useReady {
-			if resp, err := http.Get(s.ready); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return
-				}
-			}
-		} else if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond); err == nil {
-			c.Close()
+		if s.up(useReady) && s.startupLogged() {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("coredns did not come up within 15s:\n%s", s.out.String())
+}
+
+// up says whether the server answers: /ready says 200, or the DNS port
+// takes a connection.
+func (s *server) up(useReady bool) bool {
+	if useReady {
+		resp, err := http.Get(s.ready)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// startupLogged says whether the server's output holds everything it logs
+// at start-up. CoreDNS prints its version once every server of the
+// Corefile is listening, after every plugin's start-up: the output comes
+// through a pipe, and on a busy machine /ready may say 200 before the lines
+// logged before it are read.
+func (s *server) startupLogged() bool {
+	return strings.Contains(s.out.String(), "\nCoreDNS-")
 }
 
 // waitExit waits for a server that is expected to refuse to start and
@@ -239,6 +296,60 @@ func (s *server) dig(args ...string) string {
 		s.t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// digHeader begins each query's part of dig's output ("; <<>> DiG 9.18 <<>>
+// ARGS"), in a batch as for one query.
+const digHeader = "; <<>> DiG "
+
+// queryBatch asks every query (each dig's arguments, as for query) in one
+// dig run, `dig -f`, and returns the replies in order: one process instead
+// of one per query, for tests that ask hundreds.
+func (s *server) queryBatch(queries [][]string) []reply {
+	s.t.Helper()
+	var batch strings.Builder
+	lines := make([]string, len(queries))
+	for i, q := range queries {
+		lines[i] = strings.Join(append([]string{"@127.0.0.1", "-p", fmt.Sprint(s.port), "+time=2", "+tries=1"}, q...), " ")
+		fmt.Fprintln(&batch, lines[i])
+	}
+	file := filepath.Join(s.t.TempDir(), "batch")
+	if err := os.WriteFile(file, []byte(batch.String()), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("dig", "-f", file)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		s.t.Fatalf("dig -f (%d queries): %v\n%s%s", len(queries), err, stderr.String(), stdout.String())
+	}
+	// Each query's output begins with the header that echoes its arguments:
+	// split there, and check every piece is the query asked in its place.
+	out := stdout.String()
+	var replies []reply
+	for len(out) > 0 {
+		start := strings.Index(out, digHeader)
+		if start < 0 {
+			break
+		}
+		next := strings.Index(out[start+len(digHeader):], "\n"+digHeader)
+		piece := out[start:]
+		if next >= 0 {
+			piece = out[start : start+len(digHeader)+next+1]
+		}
+		out = out[start+len(piece):]
+		replies = append(replies, parseDig(piece))
+	}
+	if len(replies) != len(queries) {
+		s.t.Fatalf("dig -f: %d replies to %d queries:\n%s%s", len(replies), len(queries), stderr.String(), stdout.String())
+	}
+	for i, r := range replies {
+		header, _, _ := strings.Cut(r.raw, "\n")
+		if !strings.HasSuffix(header, "<<>> "+lines[i]) {
+			s.t.Fatalf("dig -f: reply %d is to %q; expected %q", i, header, lines[i])
+		}
+	}
+	return replies
 }
 
 // reply is the part of dig's output the tests look at.

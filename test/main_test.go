@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -25,7 +26,40 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "test: missing %s; `make test` installs and builds them\n", strings.Join(missing, ", "))
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	dir, err := copyBinaryForOthers()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "test: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// copyBinaryForOthers copies bin/coredns into a new folder every user can
+// read, for the servers that run as another user (a checkout in a private
+// folder is out of their reach), and returns the folder. It runs before any
+// test starts a process: a process forked while the copy is open for
+// writing holds it open until it execs, and starting the copy then fails
+// with "text file busy" (golang/go#22315).
+func copyBinaryForOthers() (string, error) {
+	dir, err := os.MkdirTemp("", "georoute-bin-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	var b []byte
+	if err == nil {
+		b, err = os.ReadFile(binary)
+	}
+	if err == nil {
+		binaryForOthers = filepath.Join(dir, "coredns")
+		err = os.WriteFile(binaryForOthers, b, 0o755)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("copying %s for servers run as another user: %v", binary, err)
+	}
+	return dir, nil
 }
 
 // missingPrograms returns each missing program as "NAME (Debian PACKAGE)",

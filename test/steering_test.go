@@ -27,8 +27,17 @@ const (
 	steerNRT = "203.0.113.10"
 )
 
+// steerReload is the steering demo's `reload`: how often a server checks
+// the state and overrides files, so how soon a change by another server or
+// by hand reaches it. Short, so that the tests waiting on it are quick.
+const steerReload = 250 * time.Millisecond
+
+// steerWithin is how long a file change may take to reach a server: its
+// next check at the latest, with room for a loaded machine.
+const steerWithin = steerReload + 1500*time.Millisecond
+
 // steerCorefile is the demo with steering: a state file, the admin
-// endpoint on adminAddr and `reload 1s`; extra goes into the block.
+// endpoint on adminAddr and `reload` steerReload; extra goes into the block.
 func steerCorefile(adminAddr, state, extra string) string {
 	return `example.org:{port} {
     bind 127.0.0.1
@@ -41,7 +50,7 @@ func steerCorefile(adminAddr, state, extra string) string {
         pop nrt 35.7720 140.3929 203.0.113.10 2001:db8:3::10
         state ` + state + `
         admin ` + adminAddr + `
-        reload 1s
+        reload ` + steerReload.String() + `
 ` + extra + `    }
     file {testdata}/example.org.zone
 }
@@ -64,26 +73,13 @@ func startSteerServer(t *testing.T, state, extra string, files map[string]string
 }
 
 // newServerWithAdmin prepares a server whose Corefile has {admin} (and
-// {health}) placeholders, filled with loopback addresses on ports that
-// differ from the server's others: freePort alone may hand out one port
-// twice, since it closes what it found.
+// {health}) placeholders, filled with loopback addresses on ports of their
+// own.
 func newServerWithAdmin(t *testing.T, corefile string, files map[string]string) (*server, string) {
 	t.Helper()
 	s := newServer(t, corefile, files)
-	taken := map[string]bool{strconv.Itoa(s.port): true}
-	for _, u := range []string{s.metrics, s.ready} {
-		taken[u[strings.LastIndex(u, ":")+1:strings.LastIndex(u, "/")]] = true
-	}
-	pick := func() string {
-		for {
-			p := strconv.Itoa(freePort(t))
-			if !taken[p] {
-				taken[p] = true
-				return "127.0.0.1:" + p
-			}
-		}
-	}
-	admin, health := pick(), pick()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	path := filepath.Join(s.dir, "Corefile")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -269,12 +265,11 @@ func TestLab15DrainAndRestore(t *testing.T) {
 	st := startSteady(t, s.port, london)
 	time.Sleep(time.Second)
 
-	begin := time.Now()
 	code, pop := s.call("DELETE", "/pops/LHR")
 	if code != 200 || pop["id"] != "lhr" || pop["state"] != "drained" {
 		t.Fatalf("DELETE /pops/LHR: %d %v", code, pop)
 	}
-	took := waitSteered(t, s.server, london, steerNYC, begin, 2*time.Second)
+	took := waitSteered(t, s.server, london, steerNYC, time.Now(), 2*time.Second)
 	t.Logf("DELETE to the first answer without lhr, same server: %s", took)
 	time.Sleep(time.Second)
 
@@ -309,55 +304,59 @@ func TestReplicasShareStateFile(t *testing.T) {
 	b := startSteerServer(t, state, "", nil)
 	london := "198.18.2.0/24"
 
-	begin := time.Now()
+	// Times run from the reply to the request: the server writes the file
+	// (with an fsync that can take most of a second on a busy disk) before
+	// it replies, so only then may the change be seen anywhere.
 	if code, _ := a.call("DELETE", "/pops/lhr?reason=maintenance"); code != 200 {
 		t.Fatalf("DELETE on a: %d", code)
 	}
+	begin := time.Now()
 	onA := waitSteered(t, a.server, london, steerNYC, begin, 2*time.Second)
-	onB := waitSteered(t, b.server, london, steerNYC, begin, 2500*time.Millisecond)
-	t.Logf("DELETE to the first answer without lhr: %s on the server that took it, %s on a replica (reload 1s)", onA, onB)
+	onB := waitSteered(t, b.server, london, steerNYC, begin, steerWithin)
+	t.Logf("DELETE to the first answer without lhr: %s on the server that took it, %s on a replica (reload %s)", onA, onB, steerReload)
 	if code, pop := adminPop(t, b.admin, "", "lhr"); code != 200 || pop["state"] != "drained" || pop["drain"].(map[string]any)["reason"] != "maintenance" {
 		t.Fatalf("b's GET /pops: %v", pop)
 	}
 
-	begin = time.Now()
 	if code, _ := b.call("PUT", "/pops/lhr"); code != 200 {
 		t.Fatalf("PUT on b: %d", code)
 	}
-	back := waitSteered(t, a.server, london, steerLHR, begin, 2500*time.Millisecond)
+	back := waitSteered(t, a.server, london, steerLHR, time.Now(), steerWithin)
 	t.Logf("restore on b reached a after %s", back)
 
 	t.Run("drains at random moments reach the replica within reload", func(t *testing.T) {
 		var onA, onB []time.Duration
 		for i := range 5 {
-			time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
-			begin := time.Now()
+			// A random moment within one reload period: each drain meets
+			// the replica's check at another phase of it.
+			time.Sleep(rand.N(steerReload))
 			if code, _ := a.call("DELETE", "/pops/lhr"); code != 200 {
 				t.Fatalf("drain %d: %d", i, code)
 			}
+			begin := time.Now()
 			onA = append(onA, waitSteered(t, a.server, london, steerNYC, begin, 2*time.Second))
-			onB = append(onB, waitSteered(t, b.server, london, steerNYC, begin, 2500*time.Millisecond))
+			onB = append(onB, waitSteered(t, b.server, london, steerNYC, begin, steerWithin))
 			if code, _ := a.call("PUT", "/pops/lhr"); code != 200 {
 				t.Fatalf("restore %d: %d", i, code)
 			}
-			waitSteered(t, b.server, london, steerLHR, time.Now(), 2500*time.Millisecond)
+			waitSteered(t, b.server, london, steerLHR, time.Now(), steerWithin)
 		}
 		slices.Sort(onA)
 		slices.Sort(onB)
-		t.Logf("DELETE to the first answer without lhr over 5 drains (reload 1s): server that took it %s..%s, replica %s..%s", onA[0], onA[4], onB[0], onB[4])
+		t.Logf("DELETE to the first answer without lhr over 5 drains (reload %s): server that took it %s..%s, replica %s..%s", steerReload, onA[0], onA[4], onB[0], onB[4])
 	})
 	t.Run("an edit by hand reaches both, and an unknown id is ignored", func(t *testing.T) {
 		begin := time.Now()
 		writeState(t, state, "# by hand\nfra other block's pop\nlhr until 2099-01-01T00:00:00Z by hand\n")
-		waitSteered(t, a.server, london, steerNYC, begin, 2500*time.Millisecond)
-		waitSteered(t, b.server, london, steerNYC, begin, 2500*time.Millisecond)
+		waitSteered(t, a.server, london, steerNYC, begin, steerWithin)
+		waitSteered(t, b.server, london, steerNYC, begin, steerWithin)
 		if !strings.Contains(a.out.String(), `lists "fra", which is not a pop of this block; ignored`) {
 			t.Fatalf("unknown id not logged:\n%s", a.out.String())
 		}
 	})
 	t.Run("a file that does not parse keeps the drains, and is counted", func(t *testing.T) {
 		writeState(t, state, "lhr until someday\n")
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(steerWithin)
 		for a.metric(`coredns_georoute_state_reloads_total{result="error"}`) < 1 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -417,12 +416,15 @@ func TestExpiringDrainEndsByItself(t *testing.T) {
 	if code, _ := s.call("DELETE", "/pops/lhr?for=2s"); code != 200 {
 		t.Fatalf("DELETE: %d", code)
 	}
+	replied := time.Now()
 	if got, _ := answerA(s.port, "198.18.2.0/24"); got != steerNYC {
 		t.Fatalf("London gets %s during the drain", got)
 	}
 	before, _ := os.Stat(state)
-	// Whole seconds in the file, rounded up: it ends 2–3 s after the DELETE.
-	took := waitSteered(t, s.server, "198.18.2.0/24", steerLHR, begin, 4*time.Second)
+	// Whole seconds in the file, rounded up: it ends 2–3 s after the server
+	// took the DELETE, which is after begin and before its reply (a slow
+	// fsync of the state file may lie between the two).
+	took := waitSteered(t, s.server, "198.18.2.0/24", steerLHR, replied, 4*time.Second) + replied.Sub(begin)
 	if took < 2*time.Second {
 		t.Fatalf("the drain ended after %s; asked for 2s", took)
 	}
@@ -567,11 +569,11 @@ func TestOverridesInlineAndFile(t *testing.T) {
 	t.Run("a change to the file is followed", func(t *testing.T) {
 		begin := time.Now()
 		writeState(t, overrides, "198.18.1.0/24 nrt\n")
-		waitSteered(t, s.server, "198.18.1.0/24", steerNRT, begin, 2500*time.Millisecond)
+		waitSteered(t, s.server, "198.18.1.0/24", steerNRT, begin, steerWithin)
 	})
 	t.Run("a file that does not parse keeps the overrides", func(t *testing.T) {
 		writeState(t, overrides, "198.18.1.0/24 nrt\n198.18.1.7/24 lhr\n")
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(steerWithin)
 		for s.metric(`coredns_georoute_overrides_reloads_total{result="error"}`) < 1 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
