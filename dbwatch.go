@@ -56,13 +56,14 @@ func (src *geoSource) reloadIfChanged(ctx context.Context) bool {
 	src.lastErr = ""
 	src.current.Store(f)
 	src.gen.Add(1)
+	// The metrics change with the answers, not a collection later.
+	dbReloadCount.WithLabelValues("ok").Inc()
+	dbBuildTime.WithLabelValues(src.path).Set(float64(f.buildTime.Unix()))
 	// The copy swapped out is garbage now, as big as the file: collect it
 	// and hand its pages back at once, instead of letting the heap grow
 	// to twice the files before the next collection (measured with DB-IP:
 	// 500 MiB after three swaps rather than 310).
 	debug.FreeOSMemory()
-	dbReloadCount.WithLabelValues("ok").Inc()
-	dbBuildTime.WithLabelValues(src.path).Set(float64(f.buildTime.Unix()))
 	log.Infof("db %s reloaded, built %s", src.path, f.buildTime.UTC().Format(time.RFC3339))
 	return true
 }
