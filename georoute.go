@@ -113,11 +113,9 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		w.WriteMsg(formErr(r))
 		return dns.RcodeSuccess, nil
 	}
-	// Only this block's explain queries carry a probe, and only with debug.
-	var probe *explainProbe
-	if len(g.debug) > 0 {
-		probe = probeOf(ctx)
-	}
+	// Explain queries (debug) and the admin endpoint's /explain ask
+	// through a probe in the context.
+	probe := probeOf(ctx)
 	if probe == nil {
 		countClient(c)
 	}
@@ -148,6 +146,7 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
 		rw.WriteMsg(m)
+		rw.flush(q)
 		return dns.RcodeSuccess, nil
 	}
 	if probe != nil {
@@ -162,8 +161,9 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m := new(dns.Msg)
 		m.SetRcode(r, rcode)
 		rw.WriteMsg(m)
-		return dns.RcodeSuccess, err
+		rcode = dns.RcodeSuccess
 	}
+	rw.flush(q)
 	return rcode, err
 }
 
@@ -211,7 +211,9 @@ type queryState struct {
 	// probe is set for the sub-queries of an explain query.
 	probe *explainProbe
 	wrote bool
-	d     decision
+	// held is the reply of a routed query, written when the chain returns.
+	held *dns.Msg
+	d    decision
 }
 
 var queries = sync.Pool{New: func() any { return new(queryState) }}
@@ -229,7 +231,7 @@ func (q *queryState) release() {
 	clear(q.d.cands)
 	clear(q.d.kept)
 	q.g, q.ctx, q.probe = nil, nil, nil
-	q.client, q.qtype, q.wrote = client{}, 0, false
+	q.client, q.qtype, q.wrote, q.held = client{}, 0, false, nil
 	queries.Put(q)
 }
 
@@ -248,6 +250,29 @@ func (w *routingWriter) WriteMsg(res *dns.Msg) error {
 	if res == nil {
 		return w.ResponseWriter.WriteMsg(res)
 	}
+	if q.qtype != 0 && q.probe == nil {
+		// A routed query's one reply is decided and written once the
+		// chain has returned to ServeDNS, not here on top of the next
+		// plugin's frames: the deepest stack of a query (the socket
+		// write) is then no deeper than without georoute, so a query's
+		// goroutine grows its stack no more often (each growth copies
+		// the stack; in CoreDNS that is a fifth of a query's CPU).
+		q.held = res
+		return nil
+	}
+	return w.deliver(q, res)
+}
+
+// flush writes the reply WriteMsg held, if any.
+func (w *routingWriter) flush(q *queryState) {
+	if res := q.held; res != nil {
+		q.held = nil
+		w.deliver(q, res)
+	}
+}
+
+// deliver decides, counts (or explains) and writes res.
+func (w *routingWriter) deliver(q *queryState, res *dns.Msg) error {
 	g, d := q.g, &q.d
 	g.decide(&q.client, res, q.qtype, d)
 	if q.probe != nil {
