@@ -67,7 +67,7 @@ $(REALDB):
 	touch $@
 
 # georoute against the same CoreDNS without it, gdnsd and PowerDNS, on
-# loopback, A B A B; 6–8 minutes on 2 cores. See bench/README.md.
+# loopback, A B A B (5 rounds of 6 s); 8–10 minutes on 2 cores. See bench/README.md.
 bench: build realdb
 	bash build/deps.sh dnsperf
 	bash bench/run.sh

@@ -54,7 +54,7 @@
 #     how many of those answers differ from what the server itself answers
 #     (a SCOPE wider than the answer's true block shows up there).
 #
-# Environment: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_INFLIGHT (20),
+# Environment: BENCH_SECONDS (6), BENCH_ROUNDS (5), BENCH_INFLIGHT (20),
 # BENCH_SCENARIOS (throughput cache), BENCH_CACHE_CLIENTS (1000),
 # BENCH_SUBNETS (50000), BENCH_PORT (first of 11 ports, 25353),
 # BENCH_PEERS (gdnsd pdns; empty: none), COREDNS (bin/coredns),
@@ -63,8 +63,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECS=${BENCH_SECONDS:-10}
-ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECONDS:-6}
+ROUNDS=${BENCH_ROUNDS:-5}
 INFLIGHT=${BENCH_INFLIGHT:-20}
 NSUBNETS=${BENCH_SUBNETS:-50000}
 SCENARIOS=" ${BENCH_SCENARIOS:-throughput cache} "
