@@ -1,6 +1,7 @@
 package georoute
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,11 +41,11 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 	d.cands = slices.Grow(d.cands, len(res.Answer))
 	sig := false
 	for i, rr := range res.Answer {
-		t := isTarget(rr, d.qtype, d.owner)
+		addr, t := targetAddr(rr, d.qtype, d.owner)
 		d.target = append(d.target, t)
 		if t {
 			d.cands = d.cands[:len(d.cands)+1]
-			g.fillCandidate(&d.cands[len(d.cands)-1], rr, i)
+			g.fillCandidate(&d.cands[len(d.cands)-1], rr, addr, i)
 		} else {
 			sig = sig || covers(rr, d.qtype, d.owner)
 		}
@@ -63,16 +64,15 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 // the answer, or where the database places an address no pop claims.
 func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
 	var c candidate
-	g.fillCandidate(&c, rr, i)
+	g.fillCandidate(&c, rr, addrOf(rr), i)
 	return c
 }
 
 // fillCandidate is candidate, written in place (every field: c may hold
 // an earlier query's): every record of a large answer passes here.
-func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, i int) {
+func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, addr netip.Addr, i int) {
 	// Field by field: a composite literal is built aside and copied over
 	// with the garbage collector's barriers, three times slower here.
-	addr := addrOf(rr)
 	c.rr, c.addr = rr, addr
 	if pa := g.popAddress(addr); pa != nil {
 		c.site, c.pop, c.pa, c.at, c.located = pa.pop.rank, pa.pop, pa, pa.pop.at, true
@@ -137,9 +137,25 @@ func chainEnd(answer []dns.RR, qname string) string {
 	return name
 }
 
-func isTarget(rr dns.RR, qtype uint16, owner string) bool {
-	h := rr.Header()
-	return h.Rrtype == qtype && (h.Name == owner || strings.EqualFold(h.Name, owner))
+// targetAddr returns the address of rr when it is a record of the routed
+// RRset: of type qtype, owned by owner. One type switch reads both the
+// header and the address.
+func targetAddr(rr dns.RR, qtype uint16, owner string) (netip.Addr, bool) {
+	var h *dns.RR_Header
+	var ip net.IP
+	switch r := rr.(type) {
+	case *dns.A:
+		h, ip = &r.Hdr, r.A
+	case *dns.AAAA:
+		h, ip = &r.Hdr, r.AAAA
+	default:
+		return netip.Addr{}, false
+	}
+	if h.Rrtype != qtype || (h.Name != owner && !strings.EqualFold(h.Name, owner)) {
+		return netip.Addr{}, false
+	}
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap(), true
 }
 
 // covers reports whether rr is an RRSIG over the RRset: cutting the RRset

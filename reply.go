@@ -7,15 +7,25 @@ import "github.com/miekg/dns"
 // when the query's option was honoured. Like loadbalance it sets the
 // sections of res to new slices and never writes into the slices or
 // records the next plugin handed out: file serves them from its zone tree.
-// In the common case everything new lives in one allocation.
-func (g *GeoRoute) apply(res *dns.Msg, d *decision, c *client) *dns.Msg {
+// In the common case everything new lives in one allocation, which it
+// shares with the query's writer (routedWriter).
+func (g *GeoRoute) apply(res *dns.Msg, d *decision, q *queryState) *dns.Msg {
+	c := &q.client
 	if d.outcome != outcomeRouted && !c.subnet.present {
 		return res
 	}
 	if d.qtype == dns.TypeAAAA {
-		return applyInto(new(tailoredReply[dns.AAAA]), res, d, c, g.ttl)
+		t := q.replyAAAA
+		if q.replyAAAA = nil; t == nil {
+			t = new(tailoredReply[dns.AAAA])
+		}
+		return applyInto(t, res, d, c, g.ttl)
 	}
-	return applyInto(new(tailoredReply[dns.A]), res, d, c, g.ttl)
+	t := q.replyA
+	if q.replyA = nil; t == nil {
+		t = new(tailoredReply[dns.A])
+	}
+	return applyInto(t, res, d, c, g.ttl)
 }
 
 func applyInto[R dns.A | dns.AAAA](t *tailoredReply[R], res *dns.Msg, d *decision, c *client, ttl uint32) *dns.Msg {
