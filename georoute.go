@@ -146,7 +146,6 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
 		rw.WriteMsg(m)
-		rw.flush(q)
 		return dns.RcodeSuccess, nil
 	}
 	if probe != nil {
@@ -161,9 +160,8 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m := new(dns.Msg)
 		m.SetRcode(r, rcode)
 		rw.WriteMsg(m)
-		rcode = dns.RcodeSuccess
+		return dns.RcodeSuccess, err
 	}
-	rw.flush(q)
 	return rcode, err
 }
 
@@ -211,8 +209,6 @@ type queryState struct {
 	// probe is set for the sub-queries of an explain query.
 	probe *explainProbe
 	wrote bool
-	// held is the reply of a routed query, written when the chain returns.
-	held *dns.Msg
 	// replyA or replyAAAA is the storage of the tailored reply, allocated
 	// with the writer (see writer); nil once used, or when there is none.
 	replyA    *tailoredReply[dns.A]
@@ -235,7 +231,7 @@ func (q *queryState) release() {
 	clear(q.d.cands)
 	clear(q.d.kept)
 	q.g, q.ctx, q.probe = nil, nil, nil
-	q.client, q.qtype, q.wrote, q.held = client{}, 0, false, nil
+	q.client, q.qtype, q.wrote = client{}, 0, false
 	q.replyA, q.replyAAAA = nil, nil
 	queries.Put(q)
 }
@@ -255,16 +251,8 @@ func (w *routingWriter) WriteMsg(res *dns.Msg) error {
 	if res == nil {
 		return w.ResponseWriter.WriteMsg(res)
 	}
-	if q.qtype != 0 && q.probe == nil {
-		// A routed query's one reply is decided and written once the
-		// chain has returned to ServeDNS, not here on top of the next
-		// plugin's frames: the deepest stack of a query (the socket
-		// write) is then no deeper than without georoute, so a query's
-		// goroutine grows its stack no more often (each growth copies
-		// the stack; in CoreDNS that is a fifth of a query's CPU).
-		q.held = res
-		return nil
-	}
+	// Decided and written here, before WriteMsg returns: a plugin below
+	// may reuse the message or close the connection once it has written.
 	return w.deliver(q, res)
 }
 
@@ -294,14 +282,6 @@ func (q *queryState) writer(w dns.ResponseWriter, g *GeoRoute, qt dns.Question, 
 		}
 	}
 	return &routingWriter{ResponseWriter: w}
-}
-
-// flush writes the reply WriteMsg held, if any.
-func (w *routingWriter) flush(q *queryState) {
-	if res := q.held; res != nil {
-		q.held = nil
-		w.deliver(q, res)
-	}
 }
 
 // deliver decides, counts (or explains) and writes res.

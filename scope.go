@@ -297,4 +297,9 @@ func (s *scopeViews) publish(edit func(map[scopeKey]*scopeEntry)) {
 	}
 	edit(m)
 	s.views.Store(&m)
+	// The views found in the old table may be gone from the new one: the
+	// next query finds its own again, and no dropped view stays reachable.
+	for i := range s.recent {
+		s.recent[i].Store(nil)
+	}
 }

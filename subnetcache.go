@@ -29,26 +29,36 @@ const subnetSets = 1 << 15
 type subnetSet [4]subnetWay
 
 // subnetWay is one entry. Readers take no lock: a writer first claims the
-// way by swapping its key for subnetWriting, then stores the place, then
-// the new key, and a reader trusts the place only when it reads the same
-// valid key before and after it.
+// way by setting subnetWriting in its key, then stores the place, then the
+// new key with the way's version advanced, and a reader trusts the place
+// only when it reads the same valid key before and after it. The version
+// tells a way rewritten in between, even back to the same /24 (an ABA: the
+// reader would otherwise take the place of the /24 written meanwhile).
 type subnetWay struct {
 	key   atomic.Uint64
 	place atomic.Pointer[place]
 }
 
-// A key is the low 32 bits of the database generation, then subnetValid,
-// the network's prefix length (0..24) and the /24's 24 bits.
+// A key is, from the top, the low 24 bits of the database generation, the
+// way's 8-bit version, subnetValid, subnetWriting, the network's prefix
+// length (0..24) and the /24's 24 bits. A generation wraps after 16.7
+// million swaps; a version after 256 writes of one way during one read of
+// a few nanoseconds.
 const (
 	subnetValid   = 1 << 31
 	subnetWriting = 1 << 30
-	// subnetMatch are the bits a lookup compares: all but the prefix.
-	subnetMatch = ^uint64(0x3f << 24)
+	subnetVersion = 0xff << 32
+	// subnetMatch are the bits a lookup compares: generation, valid,
+	// writing and the /24.
+	subnetMatch = ^uint64(subnetVersion | 0x3f<<24)
 )
 
 func subnetKey(net24 uint32, gen uint64, prefix int) uint64 {
-	return gen<<32 | subnetValid | uint64(prefix)<<24 | uint64(net24)
+	return gen<<40 | subnetValid | uint64(prefix)<<24 | uint64(net24)
 }
+
+// subnetGen is the generation bits of a key.
+func subnetGen(k uint64) uint64 { return k >> 40 }
 
 func (s *subnetCache) set(net24 uint32) *subnetSet {
 	return &s.sets[(net24*0x9E3779B1)>>(32-15)]
@@ -73,22 +83,36 @@ func (s *subnetCache) get(net24 uint32, gen uint64) (p *place, prefix int, ok bo
 	return nil, 0, false
 }
 
-// put remembers net24's place in generation gen, in a free or stale way
-// of its set, else in a random one; it gives up when another writer holds
-// that way (the next query of the /24 tries again).
+// put remembers net24's place in generation gen: in the way that holds
+// the /24 already (of an older generation), else a free or stale way of
+// its set, else a random one. It gives up when another writer holds that
+// way (the next query of the /24 tries again).
 func (s *subnetCache) put(net24 uint32, gen uint64, prefix int, p *place) {
 	set := s.set(net24)
-	victim := &set[rand.Uint32()&3]
-	for i := range set {
-		if k := set[i].key.Load(); k&subnetValid == 0 && k != subnetWriting || uint32(k>>32) != uint32(gen) {
-			victim = &set[i]
-			break
-		}
-	}
+	victim := s.victim(set, net24, gen)
 	old := victim.key.Load()
-	if old == subnetWriting || !victim.key.CompareAndSwap(old, subnetWriting) {
+	if old&subnetWriting != 0 || !victim.key.CompareAndSwap(old, old|subnetWriting) {
 		return
 	}
 	victim.place.Store(p)
-	victim.key.Store(subnetKey(net24, gen, prefix))
+	version := (old + 1<<32) & subnetVersion
+	victim.key.Store(subnetKey(net24, gen, prefix) | version)
+}
+
+// victim is the way put writes net24 into.
+func (s *subnetCache) victim(set *subnetSet, net24 uint32, gen uint64) *subnetWay {
+	var free *subnetWay
+	for i := range set {
+		k := set[i].key.Load()
+		if k&subnetValid != 0 && uint32(k)&(1<<24-1) == net24 {
+			return &set[i]
+		}
+		if free == nil && (k&(subnetValid|subnetWriting) == 0 || subnetGen(k) != gen&(1<<24-1)) {
+			free = &set[i]
+		}
+	}
+	if free != nil {
+		return free
+	}
+	return &set[rand.Uint32()&3]
 }

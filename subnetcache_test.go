@@ -77,3 +77,33 @@ func subnetTestOneSet(c *subnetCache, n int) []uint32 {
 	}
 	return same
 }
+
+// A way written again, even with the same key, changes its version: a
+// reader that read the key before and after the place can tell the way
+// was rewritten in between (and would otherwise take the place of a /24
+// written and replaced meanwhile).
+func TestSubnetCacheRewriteAdvancesVersion(t *testing.T) {
+	var c subnetCache
+	a, b := &place{lat: 1}, &place{lat: 2}
+	c.put(5, 3, 24, a)
+	way := func() *subnetWay {
+		for i := range c.set(5) {
+			if w := &c.set(5)[i]; w.key.Load()&subnetValid != 0 {
+				return w
+			}
+		}
+		t.Fatal("no way holds the /24")
+		return nil
+	}
+	w, before := way(), way().key.Load()
+	c.put(5, 3, 24, b)
+	if way() != w {
+		t.Fatal("the /24 was written into a second way of its set")
+	}
+	if after := w.key.Load(); after == before || after&subnetMatch != before&subnetMatch {
+		t.Fatalf("key %#x after rewriting %#x; want the same /24 and generation, another version", after, before)
+	}
+	if p, _, ok := c.get(5, 3); !ok || p != b {
+		t.Fatalf("get = %v %v; want the new place", p, ok)
+	}
+}
