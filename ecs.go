@@ -44,60 +44,70 @@ func readClientSubnet(r *dns.Msg, wireLength bool) (clientSubnet, error) {
 // subnetOf is readClientSubnet that also returns the option it read, so
 // that the echo can share its ADDRESS without looking for it again.
 func subnetOf(r *dns.Msg, wireLength bool) (clientSubnet, *dns.EDNS0_SUBNET, error) {
+	var cs clientSubnet
+	ecs, err := subnetInto(&cs, r, wireLength)
+	return cs, ecs, err
+}
+
+// subnetInto is subnetOf into cs, which must be the zero value and is left
+// so unless the option is present and valid: the query path reads it
+// straight into its pooled state.
+func subnetInto(out *clientSubnet, r *dns.Msg, wireLength bool) (*dns.EDNS0_SUBNET, error) {
 	var opt *dns.OPT
 	for _, rr := range r.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
 			if opt != nil {
-				return clientSubnet{}, nil, errMalformedECS
+				return nil, errMalformedECS
 			}
 			opt = o
 		}
 	}
 	if opt == nil {
-		return clientSubnet{}, nil, nil
+		return nil, nil
 	}
 	var ecs *dns.EDNS0_SUBNET
 	for _, o := range opt.Option {
 		if e, ok := o.(*dns.EDNS0_SUBNET); ok {
 			if ecs != nil {
-				return clientSubnet{}, nil, errMalformedECS
+				return nil, errMalformedECS
 			}
 			ecs = e
 		}
 	}
 	if ecs == nil {
-		return clientSubnet{}, nil, nil
+		return nil, nil
 	}
 	if ecs.SourceScope != 0 || (wireLength && !wireLengthCanonical(opt, ecs)) {
-		return clientSubnet{}, nil, errMalformedECS
+		return nil, errMalformedECS
 	}
 
 	cs := clientSubnet{present: true, family: ecs.Family, source: ecs.SourceNetmask}
 	addr, ok := netip.AddrFromSlice(ecs.Address)
 	if !ok {
-		return clientSubnet{}, nil, errMalformedECS
+		return nil, errMalformedECS
 	}
 	switch ecs.Family {
 	case 1:
 		// miekg/dns stores IPv4 as 16 bytes; the option itself is IPv4.
 		addr = addr.Unmap()
 		if !addr.Is4() || cs.source > 32 {
-			return clientSubnet{}, nil, errMalformedECS
+			return nil, errMalformedECS
 		}
 	case 2:
 		if !addr.Is6() || cs.source > 128 {
-			return clientSubnet{}, nil, errMalformedECS
+			return nil, errMalformedECS
 		}
 		cs.mapped = addr.Is4In6()
 	default:
-		return clientSubnet{}, nil, errMalformedECS
+		return nil, errMalformedECS
 	}
 	masked, err := addr.Prefix(int(cs.source))
 	if err != nil || masked.Addr() != addr {
-		return clientSubnet{}, nil, errMalformedECS
+		return nil, errMalformedECS
 	}
 	cs.address = addr
-	return cs, ecs, nil
+	*out = cs
+	return ecs, nil
 }
 
 // wireLengthCanonical reports whether the OPT RR's RDLENGTH as received
@@ -180,13 +190,13 @@ func readClientInto(c *client, r *dns.Msg, remote netip.Addr, policy ecsPolicy, 
 		c.ignored = hasClientSubnet(r)
 		return nil
 	}
-	cs, opt, err := subnetOf(r, wireLength)
-	if err != nil || !cs.present {
+	opt, err := subnetInto(&c.subnet, r, wireLength)
+	if err != nil || !c.subnet.present {
 		return err
 	}
-	c.subnet, c.echoAddress = cs, echoAddress(opt)
-	if usable, scope := cs.usable(); usable {
-		c.lookup, c.byECS = cs.address.Unmap(), true
+	c.echoAddress = echoAddress(opt)
+	if usable, scope := c.subnet.usable(); usable {
+		c.lookup, c.byECS = c.subnet.address.Unmap(), true
 	} else {
 		c.unusedScope = scope
 	}
