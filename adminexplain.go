@@ -96,7 +96,7 @@ func (v *explainView) fill(g *GeoRoute, res *dns.Msg, d *decision) {
 	v.FailOpen, v.AllDrained = d.failOpen, d.allDrained
 	for i := range d.cands {
 		c := &d.cands[i]
-		cv := candidateView{Address: c.addr.String(), State: d.state[i].String(), Eligible: d.eligible[i]}
+		cv := candidateView{Address: addrOf(c.rr).String(), State: d.state[i].String(), Eligible: d.eligible[i]}
 		if c.pop != nil {
 			cv.Pop = &c.pop.id
 		}

@@ -11,8 +11,7 @@ import (
 
 // candidate is one address record of the answer being routed.
 type candidate struct {
-	rr   dns.RR
-	addr netip.Addr
+	rr dns.RR
 	// site groups the addresses of one pop: the pop's rank, or for an address
 	// no pop claims (an anonymous site of its own) a number after every pop's
 	// in answer order, so that ties keep the answer's order.
@@ -72,8 +71,9 @@ func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
 // an earlier query's): every record of a large answer passes here.
 func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, addr netip.Addr, i int) {
 	// Field by field: a composite literal is built aside and copied over
-	// with the garbage collector's barriers, three times slower here.
-	c.rr, c.addr = rr, addr
+	// with the garbage collector's barriers, three times slower here. The
+	// address is not kept: explanations read it from the record.
+	c.rr = rr
 	if pa := g.popAddress(addr); pa != nil {
 		c.site, c.pop, c.pa, c.at, c.located = pa.pop.rank, pa.pop, pa, pa.pop.at, true
 		return

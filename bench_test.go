@@ -221,7 +221,6 @@ func BenchmarkNearest(b *testing.B) {
 				ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 				cands[i] = candidate{
 					rr:      &dns.A{Hdr: dns.RR_Header{Name: "www.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: ip.AsSlice()},
-					addr:    ip,
 					site:    i,
 					at:      pointAt(r.Float64()*180-90, r.Float64()*360-180),
 					located: true,

@@ -189,7 +189,7 @@ func (p *explainProbe) candidates(d *decision) {
 		if d.placed && c.located {
 			distance = fmt.Sprintf(", %.0f km", distanceKm(d.from, c.at))
 		}
-		p.addf("candidate %s: %s, %s%s", c.addr, site, state, distance)
+		p.addf("candidate %s: %s, %s%s", addrOf(c.rr), site, state, distance)
 	}
 	if d.allDrained {
 		p.addf("every candidate is drained: chosen as if none were")

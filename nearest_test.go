@@ -15,11 +15,11 @@ func nearestTestA(addr string) dns.RR {
 
 // nearestTestSite is a located candidate of site at lat, lon.
 func nearestTestSite(addr string, site int, lat, lon float64) candidate {
-	return candidate{rr: nearestTestA(addr), addr: netip.MustParseAddr(addr), site: site, at: pointAt(lat, lon), located: true}
+	return candidate{rr: nearestTestA(addr), site: site, at: pointAt(lat, lon), located: true}
 }
 
 func nearestTestUnlocated(addr string, site int) candidate {
-	return candidate{rr: nearestTestA(addr), addr: netip.MustParseAddr(addr), site: site}
+	return candidate{rr: nearestTestA(addr), site: site}
 }
 
 func nearestTestAddrs(rrs []dns.RR) []string {
