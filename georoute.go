@@ -253,7 +253,14 @@ func (w *routingWriter) WriteMsg(res *dns.Msg) error {
 	}
 	// Decided and written here, before WriteMsg returns: a plugin below
 	// may reuse the message or close the connection once it has written.
-	return w.deliver(q, res)
+	g, d := q.g, &q.d
+	g.decide(&q.client, res, q.qtype, d)
+	if q.probe != nil {
+		q.probe.record(g, &q.client, res, d)
+	} else {
+		g.count(q.ctx, d)
+	}
+	return w.ResponseWriter.WriteMsg(g.apply(res, d, q))
 }
 
 // routedWriter is a routingWriter and the storage of its tailored reply in
@@ -282,18 +289,6 @@ func (q *queryState) writer(w dns.ResponseWriter, g *GeoRoute, qt dns.Question, 
 		}
 	}
 	return &routingWriter{ResponseWriter: w}
-}
-
-// deliver decides, counts (or explains) and writes res.
-func (w *routingWriter) deliver(q *queryState, res *dns.Msg) error {
-	g, d := q.g, &q.d
-	g.decide(&q.client, res, q.qtype, d)
-	if q.probe != nil {
-		q.probe.record(g, &q.client, res, d)
-	} else {
-		g.count(q.ctx, d)
-	}
-	return w.ResponseWriter.WriteMsg(g.apply(res, d, q))
 }
 
 // Write implements dns.ResponseWriter. A plugin that writes wire format
