@@ -59,16 +59,10 @@ func (g *GeoRoute) analyze(res *dns.Msg, qname string, d *decision) bool {
 	return true
 }
 
-// candidate says which pop serves the address of rr, the i-th record of
-// the answer, or where the database places an address no pop claims.
-func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
-	var c candidate
-	g.fillCandidate(&c, rr, addrOf(rr), i)
-	return c
-}
-
-// fillCandidate is candidate, written in place (every field: c may hold
-// an earlier query's): every record of a large answer passes here.
+// fillCandidate says which pop serves addr, the address of rr, the i-th
+// record of the answer, or where the database places an address no pop
+// claims. It writes every field in place (c may hold an earlier query's):
+// every record of a large answer passes here.
 func (g *GeoRoute) fillCandidate(c *candidate, rr dns.RR, addr netip.Addr, i int) {
 	// Field by field: a composite literal is built aside and copied over
 	// with the garbage collector's barriers, three times slower here. The

@@ -30,28 +30,18 @@ var errMalformedECS = errors.New("malformed EDNS Client Subnet option")
 // not 0, address bits set beyond SOURCE, and an ADDRESS that is not exactly
 // SOURCE bits rounded up to whole octets (§6: "MUST NOT contain" more, and
 // truncation is exactly to that length).
-func parseClientSubnet(r *dns.Msg) (clientSubnet, error) { return readClientSubnet(r, true) }
-
-// readClientSubnet is parseClientSubnet; without wireLength it trusts the
-// ADDRESS length, for server blocks where a plugin above georoute (rewrite
-// edns0) may have edited the OPT RR after it was received, leaving its
-// RDLENGTH stale.
-func readClientSubnet(r *dns.Msg, wireLength bool) (clientSubnet, error) {
-	cs, _, err := subnetOf(r, wireLength)
+func parseClientSubnet(r *dns.Msg) (clientSubnet, error) {
+	var cs clientSubnet
+	_, err := subnetInto(&cs, r, true)
 	return cs, err
 }
 
-// subnetOf is readClientSubnet that also returns the option it read, so
-// that the echo can share its ADDRESS without looking for it again.
-func subnetOf(r *dns.Msg, wireLength bool) (clientSubnet, *dns.EDNS0_SUBNET, error) {
-	var cs clientSubnet
-	ecs, err := subnetInto(&cs, r, wireLength)
-	return cs, ecs, err
-}
-
-// subnetInto is subnetOf into cs, which must be the zero value and is left
-// so unless the option is present and valid: the query path reads it
-// straight into its pooled state.
+// subnetInto is parseClientSubnet into out, which must be the zero value
+// and is left so unless the option is present and valid; it also returns
+// the option, so that the echo can share its ADDRESS. Without wireLength it
+// trusts the ADDRESS length, for server blocks where a plugin above
+// georoute (rewrite edns0) may have edited the OPT RR after it was
+// received, leaving its RDLENGTH stale.
 func subnetInto(out *clientSubnet, r *dns.Msg, wireLength bool) (*dns.EDNS0_SUBNET, error) {
 	var opt *dns.OPT
 	for _, rr := range r.Extra {
@@ -173,17 +163,11 @@ type client struct {
 	echoAddress net.IP
 }
 
-// readClient reads the client of query r from remote. A malformed ECS
+// readClientInto reads the client of query r from remote into c, which
+// must be the zero client (the query's pooled state). A malformed ECS
 // option is an error (FORMERR) only when georoute honours ECS from remote;
 // otherwise it is ignored like any unknown option. Without wireLength the
-// ADDRESS length is trusted (see readClientSubnet).
-func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) (client, error) {
-	var c client
-	err := readClientInto(&c, r, remote, policy, wireLength)
-	return c, err
-}
-
-// readClientInto is readClient into c, which must be the zero client.
+// ADDRESS length is trusted (see subnetInto).
 func readClientInto(c *client, r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) error {
 	c.qname, c.remote, c.lookup = r.Question[0].Name, remote, remote
 	if !policy.honours(remote) {

@@ -175,7 +175,8 @@ func TestParseClientSubnet(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
-			_, opt, _ := subnetOf(ecsTestUnpack(t, tc.wire), true)
+			var cs clientSubnet
+			opt, _ := subnetInto(&cs, ecsTestUnpack(t, tc.wire), true)
 			if echo, want := echoAddress(opt), tc.want.address.AsSlice(); !slices.Equal(echo, want) {
 				t.Fatalf("echo ADDRESS %v, want %v", []byte(echo), want)
 			}
@@ -529,4 +530,11 @@ func TestECSPolicyHonours(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readClient is readClientInto on a client of its own.
+func readClient(r *dns.Msg, remote netip.Addr, policy ecsPolicy, wireLength bool) (client, error) {
+	var c client
+	err := readClientInto(&c, r, remote, policy, wireLength)
+	return c, err
 }

@@ -14,20 +14,14 @@ var (
 	// requestCount counts the A/AAAA queries of configured names that
 	// georoute routed, by the nearest chosen pop and how the client was
 	// located.
-	requestCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "requests_total",
-		Help:      "Counter of routed A/AAAA queries by nearest chosen pop and location source (ecs, remote, fallback, override, signed).",
-	}, []string{"server", "pop", "source"})
+	requestCount = counterVec("requests_total",
+		"Counter of routed A/AAAA queries by nearest chosen pop and location source (ecs, remote, fallback, override, signed).",
+		"server", "pop", "source")
 
 	// failOpenCount counts queries answered while every candidate was down.
-	failOpenCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "failopen_total",
-		Help:      "Counter of queries answered while every candidate address was unhealthy.",
-	}, []string{"server"})
+	failOpenCount = counterVec("failopen_total",
+		"Counter of queries answered while every candidate address was unhealthy.",
+		"server")
 
 	// distanceKmHist is the distance between a located client and its nearest
 	// chosen site.
@@ -40,12 +34,9 @@ var (
 	}, []string{"server"})
 
 	// ecsCount counts queries that carried an EDNS Client Subnet option.
-	ecsCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "ecs_total",
-		Help:      "Counter of queries with an EDNS Client Subnet option by what became of it (used, ignored, formerr).",
-	}, []string{"result"})
+	ecsCount = counterVec("ecs_total",
+		"Counter of queries with an EDNS Client Subnet option by what became of it (used, ignored, formerr).",
+		"result")
 
 	// ecsUsed, ecsIgnored and ecsFormerr are ecsCount's series, resolved
 	// once rather than at every query.
@@ -56,20 +47,14 @@ var (
 
 var (
 	// popHealthy is 1 while an address is in service, 0 while it is out.
-	popHealthy = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "pop_healthy",
-		Help:      "Gauge of each pop address's health: 1 in service, 0 taken out.",
-	}, []string{"pop", "address"})
+	popHealthy = gaugeVec("pop_healthy",
+		"Gauge of each pop address's health: 1 in service, 0 taken out.",
+		"pop", "address")
 
 	// healthcheckCount counts probes by result.
-	healthcheckCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "healthchecks_total",
-		Help:      "Counter of health probes by pop and result (ok, fail).",
-	}, []string{"pop", "result"})
+	healthcheckCount = counterVec("healthchecks_total",
+		"Counter of health probes by pop and result (ok, fail).",
+		"pop", "result")
 
 	// healthcheckDuration is how long probes take.
 	healthcheckDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
@@ -81,21 +66,25 @@ var (
 	}, []string{"pop"})
 
 	// dbReloadCount counts database swaps by result.
-	dbReloadCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "db_reloads_total",
-		Help:      "Counter of database file reloads by result (ok, error).",
-	}, []string{"result"})
+	dbReloadCount = counterVec("db_reloads_total",
+		"Counter of database file reloads by result (ok, error).",
+		"result")
 
 	// dbBuildTime is the build date of each database file in service.
-	dbBuildTime = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "db_build_timestamp_seconds",
-		Help:      "Gauge of the build time (Unix seconds) of each database file in service, by path as configured.",
-	}, []string{"file"})
+	dbBuildTime = gaugeVec("db_build_timestamp_seconds",
+		"Gauge of the build time (Unix seconds) of each database file in service, by path as configured.",
+		"file")
 )
+
+// counterVec and gaugeVec register a vector named
+// coredns_georoute_NAME with CoreDNS's prometheus plugin.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return promauto.NewCounterVec(prometheus.CounterOpts{Namespace: plugin.Namespace, Subsystem: pluginName, Name: name, Help: help}, labels)
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return promauto.NewGaugeVec(prometheus.GaugeOpts{Namespace: plugin.Namespace, Subsystem: pluginName, Name: name, Help: help}, labels)
+}
 
 // count records a decision in the metrics: the request by pop and source,
 // fail-open, and the distance to the nearest chosen site. Replies without

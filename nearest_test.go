@@ -217,3 +217,10 @@ func TestOneSite(t *testing.T) {
 		})
 	}
 }
+
+// candidate is fillCandidate on a candidate of its own.
+func (g *GeoRoute) candidate(rr dns.RR, i int) candidate {
+	var c candidate
+	g.fillCandidate(&c, rr, addrOf(rr), i)
+	return c
+}

@@ -1,43 +1,25 @@
 package georoute
 
-import (
-	"github.com/coredns/coredns/plugin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-)
-
 var (
 	// popDrained is 1 while a pop is drained by hand, 0 otherwise.
-	popDrained = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "pop_drained",
-		Help:      "Gauge of each pop's drain: 1 drained by an operator, 0 in service.",
-	}, []string{"pop"})
+	popDrained = gaugeVec("pop_drained",
+		"Gauge of each pop's drain: 1 drained by an operator, 0 in service.",
+		"pop")
 
 	// adminRequestCount counts admin endpoint requests by method and status.
-	adminRequestCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "admin_requests_total",
-		Help:      "Counter of admin endpoint requests by method and HTTP status code.",
-	}, []string{"method", "code"})
+	adminRequestCount = counterVec("admin_requests_total",
+		"Counter of admin endpoint requests by method and HTTP status code.",
+		"method", "code")
 
 	// overridesReloadCount counts reads of the overrides file by result.
-	overridesReloadCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "overrides_reloads_total",
-		Help:      "Counter of overrides file reloads by result (ok, error).",
-	}, []string{"result"})
+	overridesReloadCount = counterVec("overrides_reloads_total",
+		"Counter of overrides file reloads by result (ok, error).",
+		"result")
 
 	// stateReloadCount counts reads of the state file by result.
-	stateReloadCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: pluginName,
-		Name:      "state_reloads_total",
-		Help:      "Counter of state file reloads by result (ok, error).",
-	}, []string{"result"})
+	stateReloadCount = counterVec("state_reloads_total",
+		"Counter of state file reloads by result (ok, error).",
+		"result")
 
 	// The series of both reload counters exist from the start, so that
 	// rate() and increase() see the first event.
