@@ -375,7 +375,7 @@ func TestParseAdmin(t *testing.T) {
 		t.Run(tc.line, func(t *testing.T) {
 			c := caddy.NewTestController("dns", tc.line)
 			c.Next()
-			a, err := parseAdmin(c, c.RemainingArgs(), "")
+			a, err := parseAdmin(c, c.RemainingArgs(), (&blockParser{}).path)
 			got := ""
 			if err != nil {
 				got = err.Error()

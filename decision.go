@@ -88,10 +88,8 @@ type decision struct {
 	nearestAt point
 	chose     bool
 
-	// scope is the ECS SCOPE of the reply in the option's family;
-	// upstreamScope the one the next plugin's reply carried (-1: none).
-	scope         int
-	upstreamScope int
+	// scope is the ECS SCOPE of the reply in the option's family.
+	scope int
 	// source is the requests_total label: ecs, remote, fallback, override,
 	// signed.
 	source string
@@ -104,8 +102,9 @@ type decision struct {
 // changes neither res nor any state.
 func (g *GeoRoute) decide(c *client, res *dns.Msg, qtype uint16, d *decision) {
 	d.reset(qtype)
-	d.upstreamScope = upstreamScope(res)
-	d.scope = max(d.upstreamScope, 0)
+	// The next plugin's SCOPE (-1: none) is kept, or the longer one wins.
+	up := upstreamScope(res)
+	d.scope = max(up, 0)
 	if !g.analyze(res, c.qname, d) {
 		return
 	}
@@ -117,7 +116,7 @@ func (g *GeoRoute) decide(c *client, res *dns.Msg, qtype uint16, d *decision) {
 	g.readState(d)
 	d.loc = g.db.locate(d.lookup)
 	g.choose(d)
-	d.scope = max(g.scopeOf(c, d), d.upstreamScope)
+	d.scope = max(g.scopeOf(c, d), up)
 }
 
 func (d *decision) reset(qtype uint16) {

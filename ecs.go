@@ -247,7 +247,7 @@ func (cs clientSubnet) echoInto(e *dns.EDNS0_SUBNET, address net.IP, scope int) 
 	}
 }
 
-// echoAddress is the ADDRESS of a valid ECS option (see readClientSubnet)
+// echoAddress is the ADDRESS of a valid ECS option (see subnetInto)
 // as the echo carries it, sharing the query's bytes: the query outlives its
 // reply, and nothing writes to them.
 func echoAddress(ecs *dns.EDNS0_SUBNET) net.IP {

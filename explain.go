@@ -88,7 +88,9 @@ func (g *GeoRoute) explain(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		})
 	}
 	if c.subnet.present {
-		m.Extra = withECS(m.Extra, c.subnet.echo(0))
+		e := new(dns.EDNS0_SUBNET)
+		c.subnet.echoInto(e, c.echoAddress, 0)
+		m.Extra = withECS(m.Extra, e)
 	}
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil

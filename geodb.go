@@ -60,7 +60,7 @@ type clientLocation struct {
 	// (the matching network, or the no-match block), in the address's own
 	// family: 0..32 for IPv4, 0..128 for IPv6. It becomes the ECS SCOPE.
 	prefix int
-	// place is the database record's, when located.
+	// place is the database record's (unlocatedPlace when not located).
 	place *place
 }
 
@@ -90,18 +90,17 @@ func newGeoDB(paths []string) (*geoDB, error) {
 func (db *geoDB) locate(addr netip.Addr) clientLocation {
 	addr = addr.Unmap()
 	if !addr.Is4() {
-		loc, _ := db.lookup(addr)
-		return loc
+		return db.lookup(addr)
 	}
 	a4 := addr.As4()
 	net24 := uint32(a4[0])<<16 | uint32(a4[1])<<8 | uint32(a4[2])
 	gen := db.gen.Load()
 	if p, prefix, ok := db.subnets.get(net24, gen); ok {
-		return clientLocation{at: p.at, lat: p.lat, lon: p.lon, located: p.located, prefix: prefix, place: p}
+		return p.location(prefix)
 	}
-	loc, p := db.lookup(addr)
+	loc := db.lookup(addr)
 	if loc.prefix <= 24 {
-		db.subnets.put(net24, gen, loc.prefix, p)
+		db.subnets.put(net24, gen, loc.prefix, loc.place)
 	}
 	return loc
 }
@@ -124,34 +123,33 @@ func (db *geoDB) each(addr netip.Addr, visit func(src *geoSource, f *geoFile, re
 }
 
 // lookup finds addr in the database files: the first file with coordinates
-// for it wins. It also returns the place of that file's record, or
-// unlocatedPlace.
-func (db *geoDB) lookup(addr netip.Addr) (clientLocation, *place) {
-	var loc clientLocation
-	found := &unlocatedPlace
+// for it wins.
+func (db *geoDB) lookup(addr netip.Addr) clientLocation {
+	found, prefix := &unlocatedPlace, 0
 	db.each(addr, func(_ *geoSource, f *geoFile, res lookupResult) bool {
 		if res.Err() != nil {
 			return true
 		}
 		// Every address inside the intersection of the networks consulted
 		// gets this same result, so the SCOPE is the longest of them.
-		if p := res.Prefix().Bits(); p > loc.prefix {
-			loc.prefix = p
-		}
+		prefix = max(prefix, res.Prefix().Bits())
 		if !res.Found() {
 			return true
 		}
 		// The file, not its source: a swap may have replaced the source's
 		// copy since, and places are cached per file.
-		p := f.places.get(res)
-		if !p.located {
-			return true
+		if p := f.places.get(res); p.located {
+			found = p
+			return false
 		}
-		loc.lat, loc.lon, loc.at, loc.located, loc.place = p.lat, p.lon, p.at, true, p
-		found = p
-		return false
+		return true
 	})
-	return loc, found
+	return found.location(prefix)
+}
+
+// location is where pl puts a client whose database network is prefix long.
+func (pl *place) location(prefix int) clientLocation {
+	return clientLocation{at: pl.at, lat: pl.lat, lon: pl.lon, located: pl.located, prefix: prefix, place: pl}
 }
 
 // unlocatedPlace stands for every address no file has coordinates for.

@@ -105,17 +105,19 @@ func (g *GeoRoute) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 	// The client is read straight into the query's pooled state: it is
 	// copied nowhere on the way.
+	// Explain queries (debug) and the admin endpoint's /explain ask
+	// through a probe in the context; their sub-queries are not counted.
+	probe := probeOf(ctx)
 	q := queries.Get().(*queryState)
 	c := &q.client
 	if err := readClientInto(c, r, remoteAddr(w), g.ecs, !g.opaqueOPT); err != nil {
 		q.release()
-		ecsFormerr.Inc()
+		if probe == nil {
+			ecsFormerr.Inc()
+		}
 		w.WriteMsg(formErr(r))
 		return dns.RcodeSuccess, nil
 	}
-	// Explain queries (debug) and the admin endpoint's /explain ask
-	// through a probe in the context.
-	probe := probeOf(ctx)
 	if probe == nil {
 		countClient(c)
 	}
@@ -240,14 +242,10 @@ func (q *queryState) release() {
 // other queries (a zone transfer with ECS) may write several, each with
 // the echo.
 func (w *routingWriter) WriteMsg(res *dns.Msg) error {
-	q := w.q.Load()
-	if q == nil {
-		return errLateReply
+	q, err := w.claim()
+	if err != nil {
+		return err
 	}
-	if q.wrote && q.qtype != 0 {
-		return errSecondReply
-	}
-	q.wrote = true
 	if res == nil {
 		return w.ResponseWriter.WriteMsg(res)
 	}
@@ -291,6 +289,20 @@ func (q *queryState) writer(w dns.ResponseWriter, g *GeoRoute, qt dns.Question, 
 	return &routingWriter{ResponseWriter: w}
 }
 
+// claim is the query a reply is written for: refused once the query is
+// over, and for a second reply to a routed query.
+func (w *routingWriter) claim() (*queryState, error) {
+	q := w.q.Load()
+	if q == nil {
+		return nil, errLateReply
+	}
+	if q.wrote && q.qtype != 0 {
+		return nil, errSecondReply
+	}
+	q.wrote = true
+	return q, nil
+}
+
 // Write implements dns.ResponseWriter. A plugin that writes wire format
 // gets the same routing as one that writes a message: the reply is
 // unpacked and goes through WriteMsg.
@@ -298,14 +310,9 @@ func (w *routingWriter) Write(buf []byte) (int, error) {
 	m := new(dns.Msg)
 	if err := m.Unpack(buf); err != nil {
 		// Nothing georoute could route; the client gets it as it is.
-		q := w.q.Load()
-		if q == nil {
-			return 0, errLateReply
+		if _, err := w.claim(); err != nil {
+			return 0, err
 		}
-		if q.wrote && q.qtype != 0 {
-			return 0, errSecondReply
-		}
-		q.wrote = true
 		return w.ResponseWriter.Write(buf)
 	}
 	if err := w.WriteMsg(m); err != nil {

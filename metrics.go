@@ -106,7 +106,7 @@ func (g *GeoRoute) count(ctx context.Context, d *decision) {
 // nearestKm is the distance from a located client to the first chosen
 // site.
 func (d *decision) nearestKm() float64 {
-	if d.nearest != nil && d.loc.place != nil {
+	if d.nearest != nil && d.loc.located && d.loc.place != nil {
 		return d.loc.place.kmTo(d.nearest)
 	}
 	return distanceKm(d.loc.at, d.nearestAt)

@@ -128,7 +128,7 @@ func (g *GeoRoute) parseProperty(c *caddy.Controller, p *blockParser) error {
 	case "overrides", "state":
 		return g.steerCfg.parsePathProperty(c, p, prop, args)
 	case "admin":
-		a, err := parseAdmin(c, args, p.root)
+		a, err := parseAdmin(c, args, p.path)
 		g.steerCfg.admin = a
 		return err
 	case "min_up":

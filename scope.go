@@ -217,22 +217,12 @@ func (s *scopeViews) build(ctx context.Context, g *GeoRoute, k scopeKey) {
 	if k.gen != g.db.gen.Load() {
 		return
 	}
-	old := s.views.Load()
-	if old != nil && (*old)[k] != nil {
+	if old := s.views.Load(); old != nil && (*old)[k] != nil {
 		return
 	}
-	if old != nil && len(*old) >= scopeMaxViews {
-		// Views of an older database can never be used again.
-		s.publish(func(m map[scopeKey]*scopeEntry) {
-			for o := range m {
-				if o.gen != k.gen {
-					delete(m, o)
-				}
-			}
-		})
-		if len(*s.views.Load()) >= scopeMaxViews {
-			return
-		}
+	s.dropOlder(k.gen)
+	if m := s.views.Load(); m != nil && len(*m) >= scopeMaxViews {
+		return
 	}
 	began := time.Now()
 	spec := k.spec(g)
@@ -272,6 +262,29 @@ func (s *scopeViews) build(ctx context.Context, g *GeoRoute, k scopeKey) {
 	// stack and record table); hand it back now rather than let the heap
 	// keep that headroom for good. Builds are rare: one per state change.
 	debug.FreeOSMemory()
+}
+
+// dropOlder drops the views of database generations before gen, which
+// can never be used again: at the first build after a swap, before the
+// merge's own garbage peaks, not a sweep later (DB-IP's IPv6 view is tens
+// of MiB).
+func (s *scopeViews) dropOlder(gen uint64) {
+	m := s.views.Load()
+	if m == nil {
+		return
+	}
+	for o := range *m {
+		if o.gen != gen {
+			s.publish(func(m map[scopeKey]*scopeEntry) {
+				for o := range m {
+					if o.gen != gen {
+						delete(m, o)
+					}
+				}
+			})
+			return
+		}
+	}
 }
 
 // sweep drops the views nobody used since the last sweep.

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -82,7 +81,7 @@ func (s *steerConfig) parseMinUp(c *caddy.Controller, args []string) error {
 // parseAdmin reads `admin ADDRESS [TOKEN-FILE]`. Without a token the
 // endpoint, which can drain every pop, must not be reachable from other
 // machines: ADDRESS must then be loopback.
-func parseAdmin(c *caddy.Controller, args []string, root string) (*adminConfig, error) {
+func parseAdmin(c *caddy.Controller, args []string, path func(string) string) (*adminConfig, error) {
 	if len(args) < 1 || len(args) > 2 {
 		return nil, c.Err("admin needs ADDRESS [TOKEN-FILE]; expected e.g. admin 127.0.0.1:8182")
 	}
@@ -97,11 +96,7 @@ func parseAdmin(c *caddy.Controller, args []string, root string) (*adminConfig, 
 		}
 		return a, nil
 	}
-	p := args[1]
-	if !filepath.IsAbs(p) && root != "" {
-		p = filepath.Join(root, p)
-	}
-	token, err := readToken(p)
+	token, err := readToken(path(args[1]))
 	if err != nil {
 		return nil, c.Errf("admin token file: %v", err)
 	}
