@@ -3,6 +3,7 @@ package georoute
 import (
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -29,6 +30,47 @@ func (d *drainSet) has(rank int) bool {
 // `overrides` file.
 type overrideTable struct {
 	rules []overrideRule
+	// The index, built at the first query: the rules by network, the
+	// prefix lengths in use per family (longest first), and the rules in
+	// address order. A query then costs a lookup per length in use and a
+	// binary search, not a scan of every rule (an overrides file may hold
+	// hundreds of thousands).
+	once     sync.Once
+	byPrefix map[netip.Prefix]*overrideRule
+	lens     [2][]int // IPv4, IPv6
+	ordered  []*overrideRule
+}
+
+// index builds the lookup structures once; the table never changes after
+// it is published.
+func (t *overrideTable) index() {
+	t.once.Do(func() {
+		t.byPrefix = make(map[netip.Prefix]*overrideRule, len(t.rules))
+		for i := range t.rules {
+			r := &t.rules[i]
+			if _, dup := t.byPrefix[r.prefix]; dup {
+				continue // the first of two rules for one network wins
+			}
+			t.byPrefix[r.prefix] = r
+			f := familyIndex(r.prefix.Addr())
+			if !slices.Contains(t.lens[f], r.prefix.Bits()) {
+				t.lens[f] = append(t.lens[f], r.prefix.Bits())
+			}
+			t.ordered = append(t.ordered, r)
+		}
+		for f := range t.lens {
+			slices.SortFunc(t.lens[f], func(a, b int) int { return b - a })
+		}
+		slices.SortFunc(t.ordered, func(a, b *overrideRule) int { return a.prefix.Addr().Compare(b.prefix.Addr()) })
+	})
+}
+
+// familyIndex is 0 for IPv4, 1 for IPv6.
+func familyIndex(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
 }
 
 // overrideRule pins the clients located inside prefix to pops.
@@ -47,14 +89,14 @@ func (t *overrideTable) match(addr netip.Addr) *overrideRule {
 	if t == nil {
 		return nil
 	}
-	var best *overrideRule
-	for i := range t.rules {
-		r := &t.rules[i]
-		if r.prefix.Contains(addr) && (best == nil || r.prefix.Bits() > best.prefix.Bits()) {
-			best = r
+	t.index()
+	for _, bits := range t.lens[familyIndex(addr)] {
+		p, _ := addr.Prefix(bits)
+		if r := t.byPrefix[p]; r != nil {
+			return r
 		}
 	}
-	return best
+	return nil
 }
 
 // bound narrows a SCOPE of bits around addr (in addr's family) until the
@@ -64,8 +106,14 @@ func (t *overrideTable) bound(addr netip.Addr, bits int) int {
 	if t == nil {
 		return bits
 	}
-	for i := range t.rules {
-		bits = cutAt(addr, bits, t.rules[i].prefix)
+	// Only rules that start inside the block can cut it (a longer rule
+	// that holds addr starts inside it too); in address order they follow
+	// one another. Cutting only ever shrinks the block, in any order.
+	t.index()
+	block := netip.PrefixFrom(addr, bits).Masked()
+	i, _ := slices.BinarySearchFunc(t.ordered, block.Addr(), func(r *overrideRule, a netip.Addr) int { return r.prefix.Addr().Compare(a) })
+	for ; i < len(t.ordered) && block.Contains(t.ordered[i].prefix.Addr()); i++ {
+		bits = cutAt(addr, bits, t.ordered[i].prefix)
 	}
 	return bits
 }
